@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_CORE := $(VENV)/.installed-core
+STAMP_ALL := $(VENV)/.installed-all
+
+.PHONY: demo test lint typecheck unit bench conformance clean install install-all
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP_CORE): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_ALL): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[all,dev]'
+	touch $@ $(STAMP_CORE)
+
+install: $(STAMP_CORE)
+install-all: $(STAMP_ALL)
+
+## demo: run a use-case workflow on the embedded local OSCAR cluster
+demo: $(STAMP_CORE)
+	$(PY) -m oscar_plugins.demo
+
+## test: lint, type-check and run the whole test suite
+test: $(STAMP_ALL) lint typecheck unit
+
+lint: $(STAMP_ALL)
+	$(VENV)/bin/ruff check oscar_plugins cwl airflow_provider itwinai_ext tests examples
+typecheck: $(STAMP_ALL)
+	$(VENV)/bin/mypy
+unit: $(STAMP_ALL)
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

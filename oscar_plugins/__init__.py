@@ -1,0 +1,141 @@
+"""oscar-plugins: offload workflow steps to OSCAR clusters.
+
+The core API, imported lazily so ``import oscar_plugins`` stays fast::
+
+    from oscar_plugins import OscarClient, Dispatcher, Service, load_fdl
+
+    client = OscarClient.connect()            # argument > environment > ~/.oscar-cli > local cluster
+    client.ensure_service(load_fdl("svc.yaml").services[0].service)
+    result = client.run("svc", Path("input.txt"))
+
+Adapters live in ``oscar_plugins.cwl``, ``oscar_plugins.airflow`` and ``oscar_plugins.itwinai``;
+the embedded local cluster in ``oscar_plugins.local``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "OscarClient": "._client",
+    "parse_version": "._client",
+    "Dispatcher": "._dispatch",
+    "JobResult": "._dispatch",
+    "JobSpec": "._dispatch",
+    "Job": "._jobs",
+    "JobState": "._jobs",
+    "JobTracker": "._jobs",
+    "Journal": "._journal",
+    "FDL": "._fdl",
+    "Service": "._fdl",
+    "StorageIO": "._fdl",
+    "load_fdl": "._fdl",
+    "service_from_dict": "._fdl",
+    "ClusterProfile": "._profiles",
+    "resolve_profile": "._profiles",
+    "load_profiles": "._profiles",
+    "Storage": "._storage",
+    "RunResult": "._sync",
+    "wrap_script": "._wrapper",
+}
+_EXCEPTIONS = [
+    "APIError", "AuthenticationError", "BadRequest", "ChecksumMismatch", "ConfigError", "Conflict",
+    "ConnectionFailed", "FDLError", "InputNotFound", "JobFailed", "JobNotFound", "JobTimeout", "NotFound",
+    "OscarError", "OutputExists", "ProfileNotFound", "ServerError", "ServiceNotFound", "ServiceUnavailable",
+    "StorageError", "TLSError",
+]
+_EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
+
+__all__ = [
+    "FDL",
+    "APIError",
+    "AuthenticationError",
+    "BadRequest",
+    "ChecksumMismatch",
+    "ClusterProfile",
+    "ConfigError",
+    "Conflict",
+    "ConnectionFailed",
+    "Dispatcher",
+    "FDLError",
+    "InputNotFound",
+    "Job",
+    "JobFailed",
+    "JobNotFound",
+    "JobResult",
+    "JobSpec",
+    "JobState",
+    "JobTimeout",
+    "JobTracker",
+    "Journal",
+    "NotFound",
+    "OscarClient",
+    "OscarError",
+    "OutputExists",
+    "ProfileNotFound",
+    "RunResult",
+    "ServerError",
+    "Service",
+    "ServiceNotFound",
+    "ServiceUnavailable",
+    "Storage",
+    "StorageError",
+    "StorageIO",
+    "TLSError",
+    "load_fdl",
+    "load_profiles",
+    "parse_version",
+    "resolve_profile",
+    "service_from_dict",
+    "wrap_script",
+]
+
+if TYPE_CHECKING:
+    from ._client import OscarClient, parse_version
+    from ._dispatch import Dispatcher, JobResult, JobSpec
+    from ._exceptions import (
+        APIError,
+        AuthenticationError,
+        BadRequest,
+        ChecksumMismatch,
+        ConfigError,
+        Conflict,
+        ConnectionFailed,
+        FDLError,
+        InputNotFound,
+        JobFailed,
+        JobNotFound,
+        JobTimeout,
+        NotFound,
+        OscarError,
+        OutputExists,
+        ProfileNotFound,
+        ServerError,
+        ServiceNotFound,
+        ServiceUnavailable,
+        StorageError,
+        TLSError,
+    )
+    from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_dict
+    from ._jobs import Job, JobState, JobTracker
+    from ._journal import Journal
+    from ._profiles import ClusterProfile, load_profiles, resolve_profile
+    from ._storage import Storage
+    from ._sync import RunResult
+    from ._wrapper import wrap_script
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oscar_plugins' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,387 @@
+"""The OSCAR REST client: one pooled HTTP session per cluster, every call of BEHAVIOUR.md.
+
+Example:
+    >>> from oscar_plugins import OscarClient, Service
+    >>> client = OscarClient.connect()                      # doctest: +SKIP  (profile precedence)
+    >>> client.ensure_service(Service(name="hello", image="alpine", script="cat $INPUT_FILE_PATH"))
+    ...                                                     # doctest: +SKIP
+    >>> client.run("hello", b"hi").text                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ._exceptions import ConfigError, OscarError, ServiceNotFound
+from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_dict
+from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
+from ._profiles import ClusterProfile, resolve_profile
+from ._storage import Storage
+from ._validation import job_name_problem
+from ._wrapper import is_wrapped, wrap_script
+
+__all__ = ["JobInfo", "OscarClient", "parse_job_list", "parse_version"]
+
+log = logging.getLogger("oscar_plugins")
+JobInfo = dict[str, Any]
+
+
+def parse_version(text: str | None) -> tuple[int, int, int]:
+    """``"v4.1.2"`` -> ``(4, 1, 2)``; unknown or dev versions count as the newest."""
+    if not text:
+        return (99, 0, 0)
+    core = text.strip().lstrip("vV").split("-", 1)[0].split("+", 1)[0]
+    parts = core.split(".")
+    try:
+        nums = [int(p) for p in parts[:3]]
+    except ValueError:
+        return (99, 0, 0)
+    padded = [*nums, 0, 0, 0]
+    return padded[0], padded[1], padded[2]
+
+
+def parse_job_list(body: Any) -> tuple[dict[str, JobInfo], str | None]:
+    """Parse ``GET /system/logs/{svc}``: the v3.6.4+ shape or the older bare map.
+
+    Returns:
+        The jobs by name and the next page token (None on the last page).
+    """
+    if not isinstance(body, dict):
+        raise OscarError(f"unexpected job list from the server: {type(body).__name__}")
+    if isinstance(body.get("jobs"), dict) and ("next_page" in body or "remaining_jobs" in body
+                                               or all(isinstance(v, dict) for v in body["jobs"].values())):
+        token = body.get("next_page") or None
+        return {str(k): dict(v or {}) for k, v in body["jobs"].items()}, (str(token) if token else None)
+    return {str(k): dict(v or {}) for k, v in body.items() if isinstance(v, dict)}, None
+
+
+def new_job_name(service: str) -> str:
+    """A unique, valid job name: ``<service>-<12 hex>`` (<= 52 characters)."""
+    return f"{service}-{uuid.uuid4().hex[:12]}"
+
+
+class OscarClient:
+    """A client for one OSCAR cluster.
+
+    Args:
+        profile: the cluster (see :func:`oscar_plugins.resolve_profile` for how one is chosen).
+        timeout: seconds for ordinary calls; synchronous runs use ``run_timeout``.
+        retries: attempts for calls that are safe to retry (reads, deletes, named job submits).
+        transport: an ``httpx`` transport (tests, proxies).
+    """
+
+    def __init__(self, profile: ClusterProfile, *, timeout: float = 60.0, run_timeout: float = 310.0,
+                 retries: int = 5, transport: httpx.BaseTransport | None = None) -> None:
+        self.profile = profile
+        self.run_timeout = run_timeout
+        self.retries = retries
+        self.requests_sent = 0
+        self._http = httpx.Client(
+            base_url=profile.endpoint, auth=profile.credentials.auth(), verify=profile.ssl_verify,
+            timeout=httpx.Timeout(timeout, connect=15.0), transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            headers={"User-Agent": "oscar-plugins/0.1"},
+        )
+        self._lock = threading.Lock()
+        self._info: dict[str, Any] | None = None
+        self._config: dict[str, Any] | None = None
+        self._storage: Storage | None = None
+        self._services: dict[str, Service] = {}
+        self._submit_locks: dict[str, threading.Lock] = {}
+
+    @classmethod
+    def connect(cls, cluster: str | None = None, **kwargs: Any) -> OscarClient:
+        """Resolve a profile (argument > environment > oscar-cli file > local cluster) and connect."""
+        profile_keys = {"endpoint", "user", "password", "token", "refresh_token", "ssl_verify", "path", "quiet"}
+        profile = resolve_profile(cluster, **{k: v for k, v in kwargs.items() if k in profile_keys})
+        return cls(profile, **{k: v for k, v in kwargs.items() if k not in profile_keys})
+
+    def __repr__(self) -> str:
+        return f"OscarClient({self.profile.name!r}, endpoint={self.profile.endpoint!r})"
+
+    def __enter__(self) -> OscarClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        creds = self.profile.credentials
+        found = [getattr(creds, a, "") or "" for a in ("password", "token", "refresh_token", "client_secret")]
+        return found + [s.token or "" for s in self._services.values()]
+
+    def request(self, method: str, path: str, *, service: str | None = None, job: str | None = None,
+                retry: bool | None = None, ok: tuple[int, ...] = (200, 201, 204),
+                bearer: str | None = None, **kwargs: Any) -> httpx.Response:
+        """Send one call; retry transport failures and 502/503/504 when the call is safe to repeat."""
+        call = f"{method} {path}"
+        retry = method in {"GET", "HEAD", "DELETE", "PUT"} if retry is None else retry
+        if bearer is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {bearer}"}
+            kwargs["auth"] = None
+        attempts = self.retries + 1 if retry else 1
+        delay = 0.25
+        for attempt in range(attempts):
+            try:
+                self.requests_sent += 1
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt + 1 < attempts:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise error_for_transport(exc, call, self.profile.endpoint) from None
+            if response.status_code in ok:
+                return response
+            if response.status_code in RETRYABLE_STATUS and attempt + 1 < attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            raise error_for_response(response.status_code, call, response.text, cluster=self.profile.name,
+                                     service=service, job=job, bearer=bearer is not None,
+                                     secrets=self._secrets())
+        raise AssertionError("unreachable")
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise OscarError(f"{method} {path} on {self.profile.name!r} did not return JSON: is "
+                             f"{self.profile.endpoint} an OSCAR endpoint?") from exc
+
+    # -- system ------------------------------------------------------------------------------------
+    def health(self) -> bool:
+        try:
+            return self.request("GET", "/health", retry=False).text.strip().lower() == "ok"
+        except OscarError:
+            return False
+
+    def info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = dict(self._json("GET", "/system/info"))
+        return self._info
+
+    @property
+    def version(self) -> tuple[int, int, int]:
+        return parse_version(str(self.info().get("version") or ""))
+
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            self._config = dict(self._json("GET", "/system/config"))
+        return self._config
+
+    def status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/system/status"))
+
+    @property
+    def storage(self) -> Storage:
+        """The cluster's MinIO, with the credentials ``/system/config`` gives this user."""
+        with self._lock:
+            if self._storage is None:
+                self._storage = Storage.from_minio_provider(self.config().get("minio_provider") or {})
+            return self._storage
+
+    # -- services ----------------------------------------------------------------------------------
+    def list_services(self) -> list[Service]:
+        return [Service.model_validate(s) for s in self._json("GET", "/system/services") or []]
+
+    def get_service(self, name: str, *, refresh: bool = True) -> Service:
+        if not refresh and name in self._services:
+            return self._services[name]
+        data = self._json("GET", f"/system/services/{name}", service=name)
+        svc = service_from_dict(data, source=f"cluster {self.profile.name!r}")
+        self._services[name] = svc
+        return svc
+
+    def create_service(self, service: Service) -> None:
+        self.request("POST", "/system/services", json=service.api_dict(), service=None, retry=False)
+        self._services.pop(service.name, None)
+
+    def update_service(self, service: Service) -> None:
+        self.request("PUT", "/system/services", json=service.api_dict(), service=service.name)
+        self._services.pop(service.name, None)
+
+    def delete_service(self, name: str) -> None:
+        self.request("DELETE", f"/system/services/{name}", service=name)
+        self._services.pop(name, None)
+
+    def ensure_service(self, service: Service | Mapping[str, Any], *, wrap: bool = True) -> Service:
+        """Deploy idempotently: create if missing, update only when the definition changed.
+
+        With ``wrap`` (the default) the script is embedded in the oscar-plugins wrapper (exit codes,
+        per-job outputs, staged inputs) and ``log_level`` defaults to ``CRITICAL`` so that sync
+        responses carry only the output. Returns the deployed service, with its token.
+        """
+        svc = service if isinstance(service, Service) else service_from_dict(service)
+        if wrap:
+            svc = svc.model_copy(update={"script": wrap_script(svc.script),
+                                         "log_level": svc.log_level or "CRITICAL"})
+        svc = svc.with_spec_hash()
+        wanted = svc.annotations[SPEC_HASH_ANNOTATION]
+        try:
+            current = self.get_service(svc.name)
+        except ServiceNotFound:
+            self.create_service(svc)
+            log.info("created service %s on %s", svc.name, self.profile.name)
+            return self._wait_service(svc.name)
+        if current.annotations.get(SPEC_HASH_ANNOTATION) == wanted:
+            return current
+        self.update_service(svc)
+        log.info("updated service %s on %s", svc.name, self.profile.name)
+        return self.get_service(svc.name)  # re-read: servers before v4.0 rotate the token on update
+
+    def _wait_service(self, name: str, timeout: float = 120.0) -> Service:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.get_service(name)
+            except ServiceNotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def service_token(self, name: str) -> str:
+        svc = self.get_service(name, refresh=False)
+        if not svc.token:
+            raise ConfigError(f"service {name!r} has no token in its definition: the cluster hides it from "
+                              "this user; use an account that owns the service")
+        return svc.token
+
+    def is_wrapped(self, name: str) -> bool:
+        return is_wrapped(self.get_service(name, refresh=False).script)
+
+    # -- jobs ----------------------------------------------------------------------------------------
+    def submit_job(self, service: str, body: bytes | str, *, name: str | None = None) -> str:
+        """``POST /job/{service}`` with a body already encoded; returns the job's name.
+
+        On v4.1+ the name is chosen here (``X-Delegated-Job-ID``), which makes the submit idempotent:
+        a retry after a lost response finds the job instead of starting it twice. On older servers
+        the name is found by listing the service's jobs before and after (one submit at a time).
+        """
+        token = self.service_token(service)
+        if self.version >= (4, 1, 0):
+            name = name or new_job_name(service)
+            problem = job_name_problem(name)
+            if problem:
+                raise ConfigError(problem)
+            return self._submit_named(service, body, name, token)
+        lock = self._submit_locks.setdefault(service, threading.Lock())
+        with lock:
+            before = set(self.list_jobs(service))
+            self.request("POST", f"/job/{service}", content=body, bearer=token, service=service, retry=False,
+                         ok=(200, 201))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                new = set(self.list_jobs(service)) - before
+                if len(new) == 1:
+                    return new.pop()
+                time.sleep(0.2)
+        raise OscarError(f"submitted a job to {service!r} but could not tell its name (server "
+                         f"{self.info().get('version')} predates X-Delegated-Job-ID); check the job list")
+
+    def _submit_named(self, service: str, body: bytes | str, name: str, token: str) -> str:
+        headers = {"X-Delegated-Job-ID": name}
+        delay = 0.25
+        for attempt in range(self.retries + 1):
+            try:
+                self.request("POST", f"/job/{service}", content=body, bearer=token, service=service,
+                             retry=False, ok=(200, 201), headers=headers)
+                return name
+            except OscarError as exc:
+                status = getattr(exc, "status", None)
+                retryable = status is None or status in RETRYABLE_STATUS or status == 500
+                if not retryable or attempt == self.retries:
+                    if attempt > 0 and status == 500 and self.job_exists(service, name):
+                        return name
+                    raise
+                if attempt > 0 and self.job_exists(service, name):
+                    return name  # an earlier attempt went through; the response was lost
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def job_exists(self, service: str, name: str) -> bool:
+        return name in self.list_jobs(service)
+
+    def iter_job_pages(self, service: str) -> Iterator[dict[str, JobInfo]]:
+        page: str | None = None
+        while True:
+            params = {"page": page} if page else None
+            body = self._json("GET", f"/system/logs/{service}", params=params, service=service)
+            jobs, page = parse_job_list(body)
+            yield jobs
+            if not page:
+                return
+
+    def list_jobs(self, service: str) -> dict[str, JobInfo]:
+        """All jobs of a service (every page)."""
+        jobs: dict[str, JobInfo] = {}
+        for page in self.iter_job_pages(service):
+            jobs.update(page)
+        return jobs
+
+    def job_log(self, service: str, job: str, *, timestamps: bool = False) -> str:
+        params = {"timestamps": "true"} if timestamps else None
+        return self.request("GET", f"/system/logs/{service}/{job}", params=params, service=service,
+                            job=job).text
+
+    def delete_job(self, service: str, job: str) -> None:
+        """Cancel (delete) a job; deleting a job that is already gone is not an error."""
+        try:
+            self.request("DELETE", f"/system/logs/{service}/{job}", service=service, job=job)
+        except OscarError as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+
+    def delete_jobs(self, service: str, *, all_jobs: bool = False) -> None:
+        params = {"all": "true"} if all_jobs else None
+        self.request("DELETE", f"/system/logs/{service}", params=params, service=service)
+
+    # -- sync ----------------------------------------------------------------------------------------
+    def run(self, service: str, data: Any = None, *, output: Path | None = None, expect: str = "auto",
+            overwrite: bool = False, timeout: float | None = None) -> Any:
+        """Run a service synchronously (``POST /run``); see :func:`oscar_plugins._sync.run`."""
+        from ._sync import run
+
+        return run(self, service, data, output=output, expect=expect, overwrite=overwrite, timeout=timeout)
+
+    def stream_post(self, path: str, content: Any, *, bearer: str, service: str,
+                    timeout: float | None) -> Any:
+        """Open a streamed POST (used by synchronous runs); the caller closes the response."""
+        request = self._http.build_request(
+            "POST", path, content=content,
+            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/octet-stream"},
+            timeout=httpx.Timeout(timeout or self.run_timeout, connect=15.0))
+        call = f"POST {path}"
+        try:
+            self.requests_sent += 1
+            response = self._http.send(request, stream=True, auth=None)
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, call, self.profile.endpoint) from None
+        if response.status_code != 200:
+            body = response.read().decode("utf-8", "replace")
+            response.close()
+            raise error_for_response(response.status_code, call, body, cluster=self.profile.name,
+                                     service=service, bearer=True, secrets=self._secrets())
+        return response
+
+
+def b64(data: bytes) -> bytes:
+    return base64.b64encode(data)
+
+
+ProgressCallback = Callable[[int, int], None]

@@ -1,0 +1,308 @@
+"""Asynchronous dispatch: stage inputs, submit jobs, track them, collect verified outputs.
+
+Example:
+    >>> d = Dispatcher(OscarClient.connect())                             # doctest: +SKIP
+    >>> results = d.map("spi", [[Path("tile1.nc")], [Path("tile2.nc")]], Path("out"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._client import OscarClient, new_job_name
+from ._exceptions import ConfigError, InputNotFound, JobFailed, OscarError
+from ._fdl import Service, StorageIO
+from ._jobs import Job, JobState, JobTracker
+from ._journal import Journal
+from ._wrapper import STATUS_FILE, Manifest, check_input_name, is_wrapped, parse_status
+
+__all__ = ["Dispatcher", "JobResult", "JobSpec"]
+
+log = logging.getLogger("oscar_plugins")
+#: Inline inputs up to this many bytes in the job body; BEHAVIOUR.md: keep /job bodies well under 100 KiB.
+INLINE_LIMIT = 48 * 1024
+
+
+@dataclass
+class JobSpec:
+    """What one job gets: input files (names must be unique), a payload, extra environment variables."""
+
+    inputs: Sequence[Path] = ()
+    payload: bytes | str | Mapping[str, Any] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobResult:
+    """The outcome of one job: its outputs on disk, or the error."""
+
+    index: int
+    job: Job | None
+    outputs: list[Path] = field(default_factory=list)
+    exit_code: int | None = None
+    error: OscarError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _minio(entries: Sequence[StorageIO]) -> list[StorageIO]:
+    return [e for e in entries if e.storage_provider.split(".", 1)[0] == "minio"]
+
+
+def staging_bucket(svc: Service) -> str:
+    """A bucket of the service where staged objects do not trigger jobs."""
+    for entry in _minio(svc.input):
+        if entry.folder:
+            return entry.bucket
+    outputs = _minio(svc.output)
+    if outputs:
+        return outputs[0].bucket
+    raise ConfigError(f"service {svc.name!r} has no MinIO input folder or output path to stage data through: "
+                      "add 'output: [{storage_provider: minio.default, path: <bucket>/out}]' to its FDL")
+
+
+def output_location(svc: Service) -> StorageIO | None:
+    outputs = _minio(svc.output)
+    return outputs[0] if outputs else None
+
+
+def _payload_bytes(payload: bytes | str | Mapping[str, Any]) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    return json.dumps(payload).encode("utf-8")
+
+
+class Dispatcher:
+    """Submits and collects jobs on one cluster, tracked by one :class:`JobTracker`."""
+
+    def __init__(self, client: OscarClient, *, tracker: JobTracker | None = None,
+                 inline_limit: int = INLINE_LIMIT, workers: int = 8) -> None:
+        self.client = client
+        self.tracker = tracker or JobTracker(client)
+        self.inline_limit = inline_limit
+        self.workers = workers
+
+    # -- one job -------------------------------------------------------------------------------------
+    def build_body(self, svc: Service, spec: JobSpec) -> bytes:
+        """The base64 job body: a manifest for wrapped services, the raw payload/file otherwise."""
+        paths = [Path(p) for p in spec.inputs]
+        for path in paths:
+            if not path.is_file():
+                raise InputNotFound(f"input file {path} does not exist (or is not a file): check the path")
+        if not is_wrapped(svc.script):
+            if spec.env or len(paths) > 1 or (paths and spec.payload is not None):
+                raise ConfigError(f"service {svc.name!r} was not deployed by oscar-plugins, so a job gets one "
+                                  "input only: redeploy it with ensure_service (wrap=True) for several inputs")
+            raw = paths[0].read_bytes() if paths else _payload_bytes(spec.payload or b"")
+            if len(raw) > self.inline_limit:
+                raise ConfigError(f"input of {len(raw)} bytes is too large for a /job body on unwrapped service "
+                                  f"{svc.name!r}: upload it to the service's input bucket instead")
+            return base64.b64encode(raw)
+        if spec.payload is not None and not paths and not spec.env:
+            raw = _payload_bytes(spec.payload)
+            if len(raw) <= self.inline_limit:
+                return base64.b64encode(raw)
+        manifest = Manifest()
+        names = [check_input_name(p.name) for p in paths]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two inputs share a file name ({names}): inputs of one job need distinct names")
+        inline = 0
+        bucket = None
+        for path in paths:
+            size = path.stat().st_size
+            if inline + size <= self.inline_limit:
+                manifest.add_data(path.name, path.read_bytes())
+                inline += size
+            else:
+                bucket = bucket or staging_bucket(svc)
+                key = self.client.storage.stage(bucket, path)
+                manifest.add_url(path.name, self.client.storage.presign_get(bucket, key))
+        if spec.payload is not None:
+            raw = _payload_bytes(spec.payload)
+            if inline + len(raw) <= self.inline_limit:
+                manifest.add_data("payload", raw)
+            else:
+                bucket = bucket or staging_bucket(svc)
+                key = self.client.storage.stage_bytes(bucket, raw)
+                manifest.add_url("payload", self.client.storage.presign_get(bucket, key))
+        for k, v in spec.env.items():
+            manifest.add_env(k, v)
+        return base64.b64encode(manifest.render())
+
+    def submit(self, service: str, inputs: Sequence[Path] = (), *, payload: Any = None,
+               env: Mapping[str, str] | None = None, name: str | None = None, track: bool = True) -> Job:
+        """Stage inputs and submit one job; returns the tracked :class:`Job`."""
+        svc = self.client.get_service(service, refresh=False)
+        body = self.build_body(svc, JobSpec(list(inputs), payload, dict(env or {})))
+        job_name = self.client.submit_job(service, body, name=name)
+        job = Job(service, job_name)
+        return self.tracker.track(job) if track else job
+
+    def failure(self, job: Job, reason: str, exit_code: int | None = None) -> JobFailed:
+        try:
+            text = self.client.job_log(job.service, job.name)
+        except OscarError:
+            text = ""
+        tail = "\n".join(text.rstrip().splitlines()[-20:])
+        return JobFailed(f"job {job.name} of service {job.service!r} failed: {reason}.\nLog tail:\n{tail}",
+                         service=job.service, job=job.name, exit_code=exit_code, log_tail=tail)
+
+    def collect(self, job: Job, dest: Path, *, overwrite: bool = False) -> JobResult:
+        """Download a finished job's outputs into ``dest`` (verified), or raise :class:`JobFailed`."""
+        if job.state == JobState.FAILED:
+            raise self.failure(job, "the cluster reports it Failed")
+        if job.state == JobState.LOST:
+            raise self.failure(job, "it disappeared from the cluster (deleted, or the cluster lost it)")
+        if job.state != JobState.SUCCEEDED:
+            raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
+        svc = self.client.get_service(job.service, refresh=False)
+        out = output_location(svc)
+        if out is None or not is_wrapped(svc.script):
+            return JobResult(0, job)
+        prefix = f"{out.folder}/{job.name}/" if out.folder else f"{job.name}/"
+        storage = self.client.storage
+        try:
+            status = parse_status(storage.get_bytes(out.bucket, prefix + STATUS_FILE).decode("utf-8", "replace"))
+        except OscarError as exc:
+            raise self.failure(job, f"it left no status file ({exc}); the wrapper was killed (memory limit?)"
+                               ) from None
+        if status.exit_code != 0:
+            raise self.failure(job, f"the script exited with code {status.exit_code}", status.exit_code)
+        paths = []
+        for rec in status.outputs:
+            target = dest / rec.path
+            storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
+                             overwrite=overwrite)
+            paths.append(target)
+        return JobResult(0, job, outputs=paths, exit_code=status.exit_code)
+
+    # -- many jobs -------------------------------------------------------------------------------------
+    def map(self, service: str, specs: Sequence[JobSpec | Sequence[Path]], out_dir: Path, *,
+            max_in_flight: int = 256, journal: Journal | None = None, batch_key: str | None = None,
+            retries: int = 0, overwrite: bool = False,
+            progress: Callable[[int, int], None] | None = None) -> list[JobResult]:
+        """Run one job per spec; outputs of job ``i`` go to ``out_dir/<job name>/``.
+
+        With a ``journal`` (and ``batch_key``), a rerun after a crash reattaches to jobs already
+        submitted and skips outputs already collected. Ctrl-C cancels the jobs in flight.
+        """
+        jobs = [s if isinstance(s, JobSpec) else JobSpec(list(s)) for s in specs]
+        return self._map(service, jobs, out_dir, max_in_flight=max_in_flight, journal=journal,
+                         batch_key=batch_key, retries=retries, overwrite=overwrite, progress=progress)
+
+    def _map(self, service: str, specs: list[JobSpec], out_dir: Path, *, max_in_flight: int,
+             journal: Journal | None, batch_key: str | None, retries: int, overwrite: bool,
+             progress: Callable[[int, int], None] | None) -> list[JobResult]:
+        self.client.get_service(service)  # fail early (ServiceNotFound) and cache the definition
+        batch = journal.batch(batch_key or self._batch_key(service, specs), self.client.profile.endpoint,
+                              service) if journal else None
+        known = batch.names() if batch else {}
+        done = batch.collected() if batch else {}
+        on_cluster = set(self.client.list_jobs(service)) if known else set()
+        results: list[JobResult | None] = [None] * len(specs)
+        for idx, outputs in done.items():
+            if idx < len(specs):
+                results[idx] = JobResult(idx, None, outputs=[Path(p) for p in outputs], exit_code=0)
+        slots = threading.Semaphore(max(1, max_in_flight))
+        lock = threading.Lock()
+        finished = [sum(r is not None for r in results)]
+        inflight: dict[int, Job] = {}
+
+        def report(result: JobResult) -> None:
+            with lock:
+                results[result.index] = result
+                finished[0] += 1
+                if result.job is not None:
+                    inflight.pop(result.index, None)
+            slots.release()
+            if progress:
+                progress(finished[0], len(specs))
+
+        def launch(idx: int, attempt: int, collect_pool: ThreadPoolExecutor) -> None:
+            name = known.get(idx) if attempt == 0 else None
+            try:
+                if name and name in on_cluster:
+                    job = self.tracker.track(Job(service, name))
+                else:
+                    name = name or new_job_name(service)
+                    if batch:
+                        batch.record(idx, name)
+                    job = self.submit(service, specs[idx].inputs, payload=specs[idx].payload,
+                                      env=specs[idx].env, name=name)
+            except OscarError as exc:
+                report(JobResult(idx, None, error=exc))
+                return
+            with lock:
+                inflight[idx] = job
+            job.future.add_done_callback(lambda _f: collect_pool.submit(finish, idx, attempt, job, collect_pool))
+
+        def finish(idx: int, attempt: int, job: Job, collect_pool: ThreadPoolExecutor) -> None:
+            try:
+                res = self.collect(job, out_dir / job.name, overwrite=overwrite)
+                res.index = idx
+                if batch:
+                    batch.mark_collected(idx, [str(p) for p in res.outputs])
+                report(res)
+            except JobFailed as exc:
+                if attempt < retries and exc.exit_code is None:
+                    log.warning("job %s failed (%s); resubmitting (attempt %d)", job.name, exc, attempt + 2)
+                    launch(idx, attempt + 1, collect_pool)
+                    return
+                report(JobResult(idx, job, error=exc, exit_code=exc.exit_code))
+            except OscarError as exc:
+                report(JobResult(idx, job, error=exc))
+
+        todo = [i for i in range(len(specs)) if results[i] is None]
+        if progress:
+            progress(finished[0], len(specs))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="oscar-submit") as submit_pool, \
+                ThreadPoolExecutor(self.workers, thread_name_prefix="oscar-collect") as collect_pool:
+            try:
+                futures: list[Future[None]] = []
+                for idx in todo:
+                    while not slots.acquire(timeout=0.5):
+                        pass
+                    futures.append(submit_pool.submit(launch, idx, 0, collect_pool))
+                for fut in futures:
+                    fut.result()
+                for _ in range(max(1, max_in_flight)):  # all slots back = every job reported
+                    while not slots.acquire(timeout=0.5):
+                        pass
+            except BaseException:
+                self.cancel(list(inflight.values()))
+                raise
+        final = [r for r in results if r is not None]
+        if batch and all(r.ok for r in final):
+            batch.complete()
+        return final
+
+    def cancel(self, jobs: Sequence[Job]) -> None:
+        """Delete (cancel) jobs on the cluster; already gone ones are fine."""
+        for job in jobs:
+            self.tracker.untrack(job)
+            try:
+                self.client.delete_job(job.service, job.name)
+            except OscarError as exc:
+                log.warning("could not cancel job %s: %s", job.name, exc)
+
+    def _batch_key(self, service: str, specs: Sequence[JobSpec]) -> str:
+        digest = hashlib.sha256(f"{self.client.profile.endpoint}\0{service}".encode())
+        for spec in specs:
+            for path in spec.inputs:
+                st = Path(path).stat()
+                digest.update(f"{Path(path).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            digest.update(repr((spec.payload, sorted(spec.env.items()))).encode())
+        return digest.hexdigest()

@@ -1,0 +1,257 @@
+"""Staging data to and from the cluster's object store (MinIO / S3), with boto3.
+
+* Uploads are content-addressed: ``oscar-plugins/cas/<sha256>`` in the service's bucket, so an
+  unchanged input is never sent twice (a HEAD answers "already there"); file hashes are cached by
+  (path, size, mtime, inode) so large unchanged files are not even re-read.
+* Large files go multipart and parallel (boto3's transfer manager).
+* Downloads land in a temporary file beside the target, are verified (size, sha256 when known) and
+  only then renamed into place: a partial or corrupt download never replaces a good file.
+* S3 error codes map through one table onto :class:`StorageError` subclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OutputExists, StorageError
+from ._paths import cache_dir
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["CAS_PREFIX", "ObjectInfo", "Storage", "sha256_file"]
+
+CAS_PREFIX = "oscar-plugins/cas/"
+_CHUNK = 8 * 1024 * 1024
+_S3_ERRORS: Mapping[str, str] = {
+    "NoSuchBucket": "bucket {bucket!r} does not exist: is the service deployed with that input/output path?",
+    "NoSuchKey": "object {bucket}/{key} does not exist",
+    "404": "object {bucket}/{key} does not exist",
+    "AccessDenied": "access to {bucket}/{key} was denied: check the storage credentials of the cluster profile",
+    "InvalidAccessKeyId": "the object store refused the access key: re-read /system/config credentials",
+    "SignatureDoesNotMatch": "the object store refused the secret key: re-read /system/config credentials",
+    "BadDigest": "the object store saw corrupted data for {bucket}/{key}; retry the upload",
+    "InvalidDigest": "the object store saw corrupted data for {bucket}/{key}; retry the upload",
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _HashCache:
+    """sha256 of files by (path, size, mtime_ns, inode), in a small SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._db.execute("CREATE TABLE IF NOT EXISTS h (path TEXT PRIMARY KEY, size INT, mtime INT, "
+                         "ino INT, sha TEXT)")
+        self._lock = threading.Lock()
+
+    def sha256(self, path: Path) -> str:
+        st = path.stat()
+        key = str(path.resolve())
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime, ino, sha FROM h WHERE path=?", (key,)).fetchone()
+        if row and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return str(row[3])
+        sha = sha256_file(path)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO h VALUES (?,?,?,?,?)",
+                             (key, st.st_size, st.st_mtime_ns, st.st_ino, sha))
+        return sha
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass
+class Storage:
+    """A MinIO/S3 endpoint as ``/system/config`` reports it (``minio_provider``).
+
+    Example:
+        >>> st = Storage("http://127.0.0.1:9000", "key", "secret")  # doctest: +SKIP
+        >>> key = st.stage("mybucket", Path("input.nc"))             # doctest: +SKIP
+    """
+
+    endpoint: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+    verify: bool = True
+    max_concurrency: int = 8
+    bytes_uploaded: int = field(default=0, init=False)
+    _client: Any = field(default=None, init=False, repr=False)
+    _hashes: _HashCache | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @classmethod
+    def from_minio_provider(cls, provider: Mapping[str, Any]) -> Storage:
+        endpoint = str(provider.get("endpoint") or "")
+        if not endpoint:
+            raise StorageError("the cluster's /system/config names no MinIO endpoint: staging is impossible")
+        if "://" not in endpoint:
+            endpoint = ("https://" if provider.get("verify", True) else "http://") + endpoint
+        return cls(endpoint, str(provider.get("access_key") or ""), str(provider.get("secret_key") or ""),
+                   str(provider.get("region") or "us-east-1"), bool(provider.get("verify", True)))
+
+    @property
+    def client(self) -> S3Client:
+        with self._lock:
+            if self._client is None:
+                import boto3  # lazy: boto3 takes ~0.3 s to import
+                from botocore.config import Config
+
+                self._client = boto3.session.Session().client(
+                    "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                    aws_secret_access_key=self.secret_key, region_name=self.region,
+                    verify=self.verify,
+                    config=Config(max_pool_connections=max(16, 2 * self.max_concurrency),
+                                  retries={"max_attempts": 8, "mode": "adaptive"},
+                                  s3={"addressing_style": "path"},
+                                  signature_version="s3v4"),
+                )
+            return self._client  # type: ignore[no-any-return]
+
+    def _transfer_config(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=16 * 1024 * 1024, multipart_chunksize=16 * 1024 * 1024,
+                              max_concurrency=self.max_concurrency, use_threads=True)
+
+    def _error(self, exc: Exception, bucket: str, key: str = "") -> StorageError | ConnectionFailed:
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
+        if isinstance(exc, EndpointConnectionError):
+            return ConnectionFailed(f"cannot reach the object store at {self.endpoint}: is the cluster up?")
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            template = _S3_ERRORS.get(code, "object store error " + code + " on {bucket}/{key}")
+            return StorageError(template.format(bucket=bucket, key=key), code=code)
+        return StorageError(f"object store error on {bucket}/{key}: {exc.__class__.__name__}: {exc}")
+
+    # -- uploads ---------------------------------------------------------------------------------
+    def file_sha256(self, path: Path) -> str:
+        if self._hashes is None:
+            self._hashes = _HashCache(cache_dir() / "hashes.sqlite")
+        return self._hashes.sha256(path)
+
+    def exists(self, bucket: str, key: str) -> int | None:
+        """The object's size, or None when it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise self._error(exc, bucket, key) from None
+        except Exception as exc:
+            raise self._error(exc, bucket, key) from None
+        return int(head["ContentLength"])
+
+    def stage(self, bucket: str, path: Path) -> str:
+        """Upload ``path`` content-addressed (once) and return its key."""
+        if not path.is_file():
+            raise InputNotFound(f"input file {path} does not exist (or is not a file): check the path")
+        key = CAS_PREFIX + self.file_sha256(path)
+        size = path.stat().st_size
+        if self.exists(bucket, key) == size:
+            return key
+        try:
+            self.client.upload_file(str(path), bucket, key, Config=self._transfer_config())
+        except Exception as exc:
+            raise self._error(exc, bucket, key) from None
+        with self._lock:
+            self.bytes_uploaded += size
+        return key
+
+    def stage_bytes(self, bucket: str, data: bytes) -> str:
+        key = CAS_PREFIX + hashlib.sha256(data).hexdigest()
+        if self.exists(bucket, key) == len(data):
+            return key
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
+        except Exception as exc:
+            raise self._error(exc, bucket, key) from None
+        with self._lock:
+            self.bytes_uploaded += len(data)
+        return key
+
+    def upload(self, bucket: str, key: str, path: Path) -> None:
+        try:
+            self.client.upload_file(str(path), bucket, key, Config=self._transfer_config())
+        except Exception as exc:
+            raise self._error(exc, bucket, key) from None
+
+    def presign_get(self, bucket: str, key: str, expires: int = 7 * 24 * 3600) -> str:
+        return str(self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires))
+
+    # -- listing and downloads -------------------------------------------------------------------
+    def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"], int(obj["Size"]))
+        except Exception as exc:
+            raise self._error(exc, bucket, prefix) from None
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            raise self._error(exc, bucket, key) from None
+
+    def download(self, bucket: str, key: str, dest: Path, *, size: int | None = None,
+                 sha256: str | None = None, overwrite: bool = False) -> Path:
+        """Download to ``dest`` atomically, verifying size and sha256 when given.
+
+        Raises:
+            OutputExists: ``dest`` exists and ``overwrite`` is False.
+            ChecksumMismatch: the bytes are not what the job recorded (``dest`` is left untouched).
+        """
+        if dest.exists() and not overwrite:
+            raise OutputExists(f"{dest} already exists: remove it, choose another output directory, "
+                               "or pass overwrite")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident()}")
+        try:
+            try:
+                self.client.download_file(bucket, key, str(tmp), Config=self._transfer_config())
+            except Exception as exc:
+                raise self._error(exc, bucket, key) from None
+            got = tmp.stat().st_size
+            if size is not None and got != size:
+                raise ChecksumMismatch(f"{bucket}/{key}: got {got} bytes, the job wrote {size}; retry")
+            if sha256 is not None and sha256_file(tmp) != sha256:
+                raise ChecksumMismatch(f"{bucket}/{key}: sha256 differs from what the job wrote; retry")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return dest
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        keys = [o.key for o in self.list(bucket, prefix)]
+        for start in range(0, len(keys), 1000):
+            batch: Any = [{"Key": k} for k in keys[start:start + 1000]]
+            try:
+                self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            except Exception as exc:
+                raise self._error(exc, bucket, prefix) from None
+        return len(keys)
