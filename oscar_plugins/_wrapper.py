@@ -77,7 +77,8 @@ def unwrap_script(script: str) -> str:
     """The user's script inside a wrapped script (or the script itself when not wrapped)."""
     if not is_wrapped(script):
         return script
-    start = script.index("<<'" + _END + "'\n") + len(_END) + 4
+    marker = "<<'" + _END + "'\n"
+    start = script.index(marker) + len(marker)
     end = script.index("\n" + _END + "\n", start)
     return script[start:end] + "\n"
 

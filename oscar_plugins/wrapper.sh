@@ -56,8 +56,8 @@ if [ -n "${JOB_UUID:-}" ]; then
        if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum "$f" | cut -d' ' -f1); else s=-; fi
        printf 'file %s %s %s\n' "$(wc -c < "$f" | tr -d ' ')" "$s" "$f"
      done)
-  } > "$op_job_out/.oscar-plugins-status.tmp"
-  mv "$op_job_out/.oscar-plugins-status.tmp" "$op_job_out/.oscar-plugins-status"
+  } > "$op_work/status"
+  mv "$op_work/status" "$op_job_out/.oscar-plugins-status"
 elif [ "$op_rc" -ne 0 ]; then
   # Synchronous run: drop outputs so the response body is the log, which carries the exit code.
   rm -rf "$op_job_out"/* "$op_job_out"/.[!.]* 2>/dev/null
