@@ -38,6 +38,8 @@ _EXPORTS = {
     "resolve_profile": "._profiles",
     "load_profiles": "._profiles",
     "Storage": "._storage",
+    "pick_cluster": "._capacity",
+    "free_capacity": "._capacity",
     "RunResult": "._sync",
     "wrap_script": "._wrapper",
 }
@@ -85,15 +87,18 @@ __all__ = [
     "StorageError",
     "StorageIO",
     "TLSError",
+    "free_capacity",
     "load_fdl",
     "load_profiles",
     "parse_version",
+    "pick_cluster",
     "resolve_profile",
     "service_from_dict",
     "wrap_script",
 ]
 
 if TYPE_CHECKING:
+    from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
     from ._dispatch import Dispatcher, JobResult, JobSpec
     from ._exceptions import (

@@ -112,6 +112,6 @@ def test_reserved_terminator_refused():
 
 
 def test_non_manifest_input_passes_through(tmp_path):
-    proc, out = _run(tmp_path, wrap_script('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/same"'),
+    _proc, out = _run(tmp_path, wrap_script('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/same"'),
                      base64.b64decode(base64.b64encode(b"raw bytes")), "job-r")
     assert (out / "job-r" / "same").read_bytes() == b"raw bytes"

@@ -1,0 +1,191 @@
+"""The core against the embedded local cluster: real HTTP, real S3, real scripts. No mocks."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from oscar_plugins import (
+    AuthenticationError,
+    ConfigError,
+    ConnectionFailed,
+    Dispatcher,
+    InputNotFound,
+    JobFailed,
+    JobState,
+    JobTracker,
+    Journal,
+    OscarClient,
+    OutputExists,
+    ServiceNotFound,
+    service_from_dict,
+)
+from oscar_plugins._auth import BasicCredentials
+from oscar_plugins._fdl import SPEC_HASH_ANNOTATION
+from oscar_plugins._profiles import ClusterProfile
+
+COPY = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH").out"; echo copied'
+
+
+def _svc(name: str, script: str = COPY, **extra):
+    return service_from_dict({
+        "name": name, "image": "alpine", "script": script,
+        "input": [{"storage_provider": "minio.default", "path": f"{name}/in"}],
+        "output": [{"storage_provider": "minio.default", "path": f"{name}/out"}], **extra})
+
+
+def test_info_version_and_storage(client):
+    assert client.health()
+    assert client.version >= (4, 1, 0)
+    assert client.storage.endpoint.startswith("http://127.0.0.1")
+    assert "SENTINEL" not in repr(client)
+
+
+def test_ensure_service_is_idempotent(client):
+    first = client.ensure_service(_svc("idem"))
+    assert first.token and len(first.token) == 64
+    sent_before = client.requests_sent
+    again = client.ensure_service(_svc("idem"))
+    assert again.annotations[SPEC_HASH_ANNOTATION] == first.annotations[SPEC_HASH_ANNOTATION]
+    assert client.requests_sent - sent_before == 1  # one GET, no PUT
+    changed = client.ensure_service(_svc("idem", cpu="0.3"))
+    assert changed.cpu == "0.3" and changed.annotations[SPEC_HASH_ANNOTATION] != first.annotations[SPEC_HASH_ANNOTATION]
+    assert changed.script.startswith("#!/bin/sh\n# oscar-plugins wrapper v1")
+
+
+def test_sync_run_single_file_zip_and_text(client, tmp_path):
+    client.ensure_service(_svc("sync-one"))
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"hello \xe2\x9c\x93 world")
+    assert client.run("sync-one", src).data == b"hello \xe2\x9c\x93 world"
+    client.ensure_service(_svc("sync-many", 'echo a > "$TMP_OUTPUT_DIR/a"; echo b > "$TMP_OUTPUT_DIR/b"'))
+    res = client.run("sync-many", b"x", output=tmp_path / "many")
+    assert sorted(p.name for p in res.paths) == ["a", "b"]
+    client.ensure_service(_svc("sync-text", 'echo "got $(cat "$INPUT_FILE_PATH")"'))
+    res = client.run("sync-text", {"Records": ["not", "an", "event"]})  # JSON with a reserved key, wrapped away
+    assert res.kind == "text" and json.loads(res.text.removeprefix("got ").strip())["Records"]
+
+
+def test_sync_run_failure_carries_log(client):
+    client.ensure_service(_svc("sync-fail", 'echo "bad things" >&2; exit 4'))
+    with pytest.raises(JobFailed) as err:
+        client.run("sync-fail", b"x")
+    assert err.value.exit_code == 4 and "bad things" in err.value.log_tail
+
+
+def test_sync_run_streams_large_input(client, tmp_path):
+    client.ensure_service(_svc("sync-big", 'sha256sum "$INPUT_FILE_PATH" | cut -d" " -f1 > "$TMP_OUTPUT_DIR/sum"'))
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        for i in range(24):
+            fh.write(bytes([i]) * (1 << 20))
+    import hashlib
+
+    res = client.run("sync-big", big)
+    assert res.data.decode().strip() == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_sync_output_never_overwritten(client, tmp_path):
+    client.ensure_service(_svc("sync-one"))
+    target = tmp_path / "exists.txt"
+    target.write_text("precious")
+    with pytest.raises(OutputExists):
+        client.run("sync-one", b"x", output=target)
+    assert target.read_text() == "precious"
+
+
+def test_async_jobs_map_with_staging_and_verification(client, tmp_path):
+    client.ensure_service(_svc("async-map"))
+    inputs = []
+    for i in range(12):
+        p = tmp_path / f"in-{i}.bin"
+        p.write_bytes(bytes([i]) * (100 if i % 2 else 200_000))  # small ones inline, big ones staged
+        inputs.append(p)
+    d = Dispatcher(client)
+    seen = []
+    results = d.map("async-map", [[p] for p in inputs], tmp_path / "out", progress=lambda n, t: seen.append(n))
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok]
+    for r, p in zip(sorted(results, key=lambda r: r.index), inputs):
+        (out,) = r.outputs
+        assert out.read_bytes() == p.read_bytes() and out.parent.name == r.job.name
+    assert seen[-1] == 12
+    # Re-staging unchanged inputs sends nothing.
+    before = client.storage.bytes_uploaded
+    d.map("async-map", [[inputs[0]]], tmp_path / "out2")
+    assert client.storage.bytes_uploaded == before
+
+
+def test_async_failure_reports_exit_code_and_log(client, tmp_path):
+    client.ensure_service(_svc("async-fail", 'echo "disk on fire" >&2; exit 3'))
+    d = Dispatcher(client)
+    (res,) = d.map("async-fail", [[]], tmp_path / "o")
+    assert isinstance(res.error, JobFailed) and res.error.exit_code == 3
+    assert "disk on fire" in res.error.log_tail
+
+
+def test_tracker_one_listing_per_service(client):
+    client.ensure_service(_svc("track", "sleep 0.2"))
+    d = Dispatcher(client, tracker=JobTracker(client))
+    jobs = [d.submit("track", payload=str(i), track=False) for i in range(30)]
+    sent = client.requests_sent
+    done = d.tracker.wait(jobs, timeout=120)
+    assert all(j.state == JobState.SUCCEEDED for j in done)
+    polls = d.tracker.polls
+    assert client.requests_sent - sent <= polls * 2  # 30 jobs fit in one page: one request per poll
+
+
+def test_cancel_deletes_running_job(client):
+    client.ensure_service(_svc("slow", "sleep 60"))
+    d = Dispatcher(client)
+    job = d.submit("slow", payload="x")
+    d.cancel([job])
+    assert job.name not in client.list_jobs("slow")
+
+
+def test_journal_reattaches_without_resubmitting(client, tmp_path):
+    client.ensure_service(_svc("journal"))
+    inp = tmp_path / "a.txt"
+    inp.write_text("data")
+    journal = Journal(tmp_path / "j.sqlite")
+    batch = journal.batch("key-1", client.profile.endpoint, "journal")
+    # A previous process recorded and submitted job 0, then died before collecting it.
+    name = "journal-previous-run-0"
+    batch.record(0, name)
+    Dispatcher(client).submit("journal", [inp], name=name, track=False)
+    results = Dispatcher(client).map("journal", [[inp]], tmp_path / "o", journal=journal, batch_key="key-1")
+    assert results[0].ok and results[0].job.name == name
+    assert [n for n in client.list_jobs("journal") if n.startswith("journal-previous")] == [name]
+    assert journal.batch("key-1", "", "").names() == {}  # the completed batch is forgotten
+
+
+def test_bad_inputs_have_clear_errors(client, tmp_path, profile):
+    with pytest.raises(ServiceNotFound, match="deploy it first"):
+        client.get_service("does-not-exist")
+    client.ensure_service(_svc("async-map"))
+    with pytest.raises(InputNotFound, match="does not exist"):
+        Dispatcher(client).submit("async-map", [tmp_path / "missing.txt"])
+    wrong = ClusterProfile("bad", profile.endpoint, BasicCredentials("oscar", "SENTINEL-WRONG"), ssl_verify=False)
+    with OscarClient(wrong) as bad, pytest.raises(AuthenticationError) as err:
+        bad.list_services()
+    assert "SENTINEL" not in str(err.value) and "credentials" in str(err.value)
+    nowhere = ClusterProfile("gone", "http://127.0.0.1:9", BasicCredentials("u", "p"), ssl_verify=False)
+    with OscarClient(nowhere, retries=0) as gone, pytest.raises(ConnectionFailed, match="cannot reach"):
+        gone.info()
+    a = tmp_path / "x" / "same.txt"
+    b = tmp_path / "y" / "same.txt"
+    for p in (a, b):
+        p.parent.mkdir()
+        p.write_text("1")
+    with pytest.raises(ConfigError, match="distinct names"):
+        Dispatcher(client).submit("async-map", [a, b])
+
+
+def test_official_job_shape_and_raw_api(client, local_cluster):
+    """The library's view agrees with the raw API: the job list shape of OSCAR >= 3.6.4."""
+    client.ensure_service(_svc("raw"))
+    Dispatcher(client).submit("raw", payload="x", name="raw-job-1", track=False)
+    body = httpx.get(f"{local_cluster.endpoint}/system/logs/raw",
+                     auth=(local_cluster.username, local_cluster.password)).json()
+    assert "raw-job-1" in body["jobs"] and set(body["jobs"]["raw-job-1"]) >= {"status", "creation_time"}
