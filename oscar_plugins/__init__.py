@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "OscarClient": "._client",
+    "AsyncOscarClient": "._async",
     "parse_version": "._client",
     "Dispatcher": "._dispatch",
     "JobResult": "._dispatch",
@@ -52,8 +53,8 @@ _EXCEPTIONS = [
 _EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
 
 __all__ = [
-    "FDL",
     "APIError",
+    "AsyncOscarClient",
     "AuthenticationError",
     "BadRequest",
     "ChecksumMismatch",
@@ -62,6 +63,7 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Dispatcher",
+    "FDL",
     "FDLError",
     "InputNotFound",
     "Job",
@@ -98,6 +100,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from ._async import AsyncOscarClient
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
     from ._dispatch import Dispatcher, JobResult, JobSpec
