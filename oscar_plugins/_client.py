@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import ConfigError, OscarError, ServiceNotFound
+from ._exceptions import ConfigError, ConnectionFailed, OscarError, ServerError, ServiceNotFound
 from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_dict
 from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
 from ._profiles import ClusterProfile, resolve_profile
@@ -370,11 +370,20 @@ class OscarClient:
         try:
             self.requests_sent += 1
             response = self._http.send(request, stream=True, auth=None)
+        except httpx.TimeoutException:
+            raise ConnectionFailed(
+                f"the synchronous run of {service!r} got no answer within {timeout or self.run_timeout:.0f} s: "
+                "OSCAR stops synchronous runs after 300 s; submit long work as an async job "
+                "(oscar-plugins job / Dispatcher.submit)") from None
         except httpx.TransportError as exc:
             raise error_for_transport(exc, call, self.profile.endpoint) from None
         if response.status_code != 200:
             body = response.read().decode("utf-8", "replace")
             response.close()
+            if response.status_code == 500 and body.startswith("exit status"):
+                raise ServerError(f"{call} on cluster {self.profile.name!r}: the service's supervisor failed "
+                                  f"({body.strip()[:200]}); read its logs or redeploy the service",
+                                  status=500, call=call, body=body[:300])
             raise error_for_response(response.status_code, call, body, cluster=self.profile.name,
                                      service=service, bearer=True, secrets=self._secrets())
         return response

@@ -1,0 +1,72 @@
+"""Pure pieces: version parsing, both job-list shapes, status shapes, error mapping, redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from oscar_plugins import (
+    AuthenticationError,
+    JobNotFound,
+    JobState,
+    ServiceNotFound,
+    ServiceUnavailable,
+    free_capacity,
+    parse_version,
+)
+from oscar_plugins._client import new_job_name, parse_job_list
+from oscar_plugins._http import error_for_response
+from oscar_plugins._validation import job_name_problem
+
+
+def test_parse_version():
+    assert parse_version("v4.1.2") == (4, 1, 2)
+    assert parse_version("3.6.4") == (3, 6, 4)
+    assert parse_version("v4.0.0-rc1") == (4, 0, 0)
+    assert parse_version("devel") == (99, 0, 0) and parse_version(None) == (99, 0, 0)
+
+
+def test_job_list_shapes():
+    new = {"jobs": {"a": {"status": "Running"}}, "next_page": "tok", "remaining_jobs": 3}
+    assert parse_job_list(new) == ({"a": {"status": "Running"}}, "tok")
+    last = {"jobs": {"b": {"status": "Succeeded"}}}
+    assert parse_job_list(last) == ({"b": {"status": "Succeeded"}}, None)
+    old = {"a": {"status": "Pending", "creation_time": "2024-01-01T00:00:00Z"}}  # before v3.6.4
+    assert parse_job_list(old) == (old, None)
+
+
+def test_job_states_tolerate_surprises():
+    assert JobState.parse("Succeeded") is JobState.SUCCEEDED
+    assert JobState.parse("succeeded") is JobState.SUCCEEDED
+    assert JobState.parse("Evicted") is JobState.UNKNOWN
+    assert JobState.parse(None) is JobState.UNKNOWN
+    assert JobState.LOST.terminal and not JobState.SUSPENDED.terminal
+
+
+def test_job_names_valid():
+    name = new_job_name("a" * 39)
+    assert job_name_problem(name) is None and len(name) <= 63
+
+
+def test_free_capacity_both_shapes():
+    nested = {"cluster": {"metrics": {"cpu": {"total_free_cores": 6}, "memory": {"total_free_bytes": 10}}}}
+    assert free_capacity(nested) == (6.0, 10)
+    assert free_capacity({"cpuFreeTotal": 2500, "memoryFreeTotal": 42}) == (2.5, 42)
+
+
+def test_error_mapping_and_redaction():
+    err = error_for_response(401, "GET /system/services", "bad password SENTINEL-XYZ", cluster="c",
+                             secrets=["SENTINEL-XYZ"])
+    assert isinstance(err, AuthenticationError) and "SENTINEL" not in str(err) and err.status == 401
+    bearer = error_for_response(401, "POST /run/s", "", cluster="c", service="s", bearer=True)
+    assert "service token" in str(bearer)
+    assert isinstance(error_for_response(404, "GET x", "", cluster="c", service="s"), ServiceNotFound)
+    assert isinstance(error_for_response(404, "GET x", "", cluster="c", service="s", job="j"), JobNotFound)
+    assert isinstance(error_for_response(502, "POST /run/s", "", cluster="c"), ServiceUnavailable)
+    long = error_for_response(400, "POST x", "y" * 5000, cluster="c")
+    assert len(str(long)) < 600
+
+
+@pytest.mark.parametrize("status", [400, 409, 413, 500])
+def test_every_error_says_what_happened(status):
+    err = error_for_response(status, "POST /system/services", "detail", cluster="prod")
+    assert "prod" in str(err) and str(status) in str(err) and "detail" in str(err)
