@@ -30,6 +30,7 @@ __all__ = ["CAS_PREFIX", "ObjectInfo", "Storage", "sha256_file"]
 
 CAS_PREFIX = "oscar-plugins/cas/"
 _CHUNK = 8 * 1024 * 1024
+_SMALL = 8 * 1024 * 1024
 _S3_ERRORS: Mapping[str, str] = {
     "NoSuchBucket": "bucket {bucket!r} does not exist: is the service deployed with that input/output path?",
     "NoSuchKey": "object {bucket}/{key} does not exist",
@@ -233,7 +234,13 @@ class Storage:
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             try:
-                self.client.download_file(bucket, key, str(tmp), Config=self._transfer_config())
+                if size is not None and size <= _SMALL:  # one GET instead of HEAD + GET
+                    body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+                    with tmp.open("wb") as fh:
+                        while chunk := body.read(_CHUNK):
+                            fh.write(chunk)
+                else:
+                    self.client.download_file(bucket, key, str(tmp), Config=self._transfer_config())
             except Exception as exc:
                 raise self._error(exc, bucket, key) from None
             got = tmp.stat().st_size
