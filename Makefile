@@ -38,3 +38,7 @@ unit: $(STAMP_ALL)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+## bench: the performance figures (prints a table, writes docs/PERFORMANCE.md)
+bench: $(STAMP_ALL)
+	$(PY) -m benchmarks.bench

@@ -91,6 +91,8 @@ class JobTracker:
         self.max_interval = max_interval
         self.lost_after = lost_after
         self.polls = 0
+        #: Job-list pages requested so far (the tracking cost).
+        self.pages_read = 0
         self._jobs: dict[tuple[str, str], Job] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -137,6 +139,7 @@ class JobTracker:
                 pages += 1
             changes += self._apply(jobs, listing)
         self.polls += 1
+        self.pages_read += pages
         return changes, pages
 
     def _apply(self, jobs: list[Job], listing: dict[str, JobInfo]) -> int:
