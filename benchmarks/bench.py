@@ -298,7 +298,8 @@ def bench_staging(client: Any, size_mib: int, out: Path) -> list[Figure]:
         Figure(5, f"staging upload {size_mib} MiB: ours / boto3 throughput", f"{up:.2f}", ">= 0.9", up >= 0.9,
                f"ours {size_mib / ours_up:.0f} MiB/s (incl. sha256), boto3 {size_mib / boto_up:.0f} MiB/s"),
         Figure(5, f"staging download {size_mib} MiB: ours / boto3 throughput", f"{down:.2f}", ">= 0.9",
-               down >= 0.9, f"ours {size_mib / ours_down:.0f} MiB/s (verified), boto3 {size_mib / boto_down:.0f} MiB/s"),
+               down >= 0.9,
+               f"ours {size_mib / ours_down:.0f} MiB/s (verified), boto3 {size_mib / boto_down:.0f} MiB/s"),
         Figure(5, "re-staging an unchanged input: bytes sent", str(restage_bytes), "0", restage_bytes == 0,
                f"{restage_s * 1000:.0f} ms (hash cache + one HEAD)"),
     ]

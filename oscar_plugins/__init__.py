@@ -53,6 +53,7 @@ _EXCEPTIONS = [
 _EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
 
 __all__ = [
+    "FDL",
     "APIError",
     "AsyncOscarClient",
     "AuthenticationError",
@@ -63,7 +64,6 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "Dispatcher",
-    "FDL",
     "FDLError",
     "InputNotFound",
     "Job",
