@@ -30,7 +30,7 @@ __all__ = ["CAS_PREFIX", "ObjectInfo", "Storage", "sha256_file"]
 
 CAS_PREFIX = "oscar-plugins/cas/"
 _CHUNK = 8 * 1024 * 1024
-_SMALL = 8 * 1024 * 1024
+_PART = 8 * 1024 * 1024
 _S3_ERRORS: Mapping[str, str] = {
     "NoSuchBucket": "bucket {bucket!r} does not exist: is the service deployed with that input/output path?",
     "NoSuchKey": "object {bucket}/{key} does not exist",
@@ -234,24 +234,58 @@ class Storage:
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             try:
-                if size is not None and size <= _SMALL:  # one GET instead of HEAD + GET
-                    body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-                    with tmp.open("wb") as fh:
-                        while chunk := body.read(_CHUNK):
-                            fh.write(chunk)
+                if size is not None:  # known size: ordered ranged GETs, hashed while they arrive
+                    digest = self._fetch_ranges(bucket, key, size, tmp)
                 else:
                     self.client.download_file(bucket, key, str(tmp), Config=self._transfer_config())
+                    digest = sha256_file(tmp) if sha256 is not None else None
+            except ChecksumMismatch:
+                raise
             except Exception as exc:
                 raise self._error(exc, bucket, key) from None
             got = tmp.stat().st_size
             if size is not None and got != size:
                 raise ChecksumMismatch(f"{bucket}/{key}: got {got} bytes, the job wrote {size}; retry")
-            if sha256 is not None and sha256_file(tmp) != sha256:
+            if sha256 is not None and digest != sha256:
                 raise ChecksumMismatch(f"{bucket}/{key}: sha256 differs from what the job wrote; retry")
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
         return dest
+
+    def _fetch_ranges(self, bucket: str, key: str, size: int, dest: Path) -> str:
+        """Download ``size`` bytes with parallel ranged GETs, written and hashed in order.
+
+        Hashing overlaps the transfer (hashlib releases the GIL), so verification costs little time;
+        at most ``2 * max_concurrency`` parts of ``_PART`` bytes are held in memory.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        digest = hashlib.sha256()
+        starts = list(range(0, size, _PART)) or [0]
+
+        def get(start: int) -> bytes:
+            if size == 0:
+                return b""
+            end = min(start + _PART, size) - 1
+            body = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"]
+            data: bytes = body.read()
+            if len(data) != end - start + 1:
+                raise ChecksumMismatch(f"{bucket}/{key}: a part came back short ({len(data)} bytes); retry")
+            return data
+
+        window = 2 * self.max_concurrency
+        with ThreadPoolExecutor(self.max_concurrency) as pool, dest.open("wb") as fh:
+            pending = [pool.submit(get, s) for s in starts[:window]]
+            nxt = len(pending)
+            while pending:
+                data = pending.pop(0).result()
+                if nxt < len(starts):
+                    pending.append(pool.submit(get, starts[nxt]))
+                    nxt += 1
+                fh.write(data)
+                digest.update(data)
+        return digest.hexdigest()
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         keys = [o.key for o in self.list(bucket, prefix)]
