@@ -21,7 +21,15 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import ConfigError, ConnectionFailed, OscarError, ServerError, ServiceNotFound
+from ._exceptions import (
+    ConfigError,
+    Conflict,
+    ConnectionFailed,
+    OscarError,
+    ServerError,
+    ServiceNotFound,
+    ServiceUnavailable,
+)
 from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_dict
 from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
 from ._profiles import ClusterProfile, resolve_profile
@@ -235,7 +243,7 @@ class OscarClient:
         try:
             current = self.get_service(svc.name)
         except ServiceNotFound:
-            self.create_service(svc)
+            self._create_once(svc)
             log.info("created service %s on %s", svc.name, self.profile.name)
             return self._wait_service(svc.name)
         if current.annotations.get(SPEC_HASH_ANNOTATION) == wanted:
@@ -243,6 +251,24 @@ class OscarClient:
         self.update_service(svc)
         log.info("updated service %s on %s", svc.name, self.profile.name)
         return self.get_service(svc.name)  # re-read: servers before v4.0 rotate the token on update
+
+    def _create_once(self, svc: Service) -> None:
+        """Create, retrying a lost answer only after checking the service is still missing."""
+        for attempt in range(self.retries + 1):
+            try:
+                self.create_service(svc)
+                return
+            except (ConnectionFailed, ServiceUnavailable):
+                if attempt == self.retries:
+                    raise
+            except Conflict:
+                return  # an earlier attempt went through; the caller re-reads the service
+            time.sleep(min(0.25 * 2**attempt, 5.0))
+            try:
+                self.get_service(svc.name)
+                return
+            except ServiceNotFound:
+                continue
 
     def _wait_service(self, name: str, timeout: float = 120.0) -> Service:
         deadline = time.monotonic() + timeout

@@ -234,6 +234,7 @@ class Storage:
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             try:
+                digest: str | None
                 if size is not None:  # known size: ordered ranged GETs, hashed while they arrive
                     digest = self._fetch_ranges(bucket, key, size, tmp)
                 else:

@@ -63,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sync run ({time.perf_counter() - t0:.2f} s): {(result.data or b'').decode()}")
             out = Path(args.output)
             bar = tqdm(total=len(inputs), unit="job", desc="async jobs", file=sys.stderr)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
+
             t0 = time.perf_counter()
             results = Dispatcher(client).map(svc.name, [[p] for p in inputs], out, overwrite=True,
-                                             progress=lambda n, total: bar.update(n - bar.n))
+                                             progress=progress)
             bar.close()
         failed = [r for r in results if not r.ok]
         print(f"{len(results) - len(failed)}/{len(results)} jobs succeeded in {time.perf_counter() - t0:.1f} s; "
