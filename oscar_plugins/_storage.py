@@ -228,6 +228,9 @@ class Storage:
             ChecksumMismatch: the bytes are not what the job recorded (``dest`` is left untouched).
         """
         if dest.exists() and not overwrite:
+            if sha256 is not None and dest.is_file() and (size is None or dest.stat().st_size == size) \
+                    and sha256_file(dest) == sha256:
+                return dest  # already downloaded (a rerun after a crash): nothing to do
             raise OutputExists(f"{dest} already exists: remove it, choose another output directory, "
                                "or pass overwrite")
         dest.parent.mkdir(parents=True, exist_ok=True)
