@@ -116,11 +116,27 @@ def cmd_service_list(args: argparse.Namespace) -> int:
     return 0
 
 
+_SECRET_KEYS = {"secret_key", "password", "auth_password", "token", "refresh_token", "client_secret"}
+
+
+def mask_secrets(data: Any, *, under_secrets: bool = False) -> Any:
+    """A copy with secret values (service secrets, provider keys, passwords, tokens) replaced by ``***``."""
+    if isinstance(data, dict):
+        return {k: ("***" if (under_secrets or k in _SECRET_KEYS) and isinstance(v, str) and v else
+                    mask_secrets(v, under_secrets=under_secrets or k == "secrets"))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v, under_secrets=under_secrets) for v in data]
+    return data
+
+
 def cmd_service_get(args: argparse.Namespace) -> int:
     svc = _client(args).get_service(args.name)
-    data = svc.api_dict()
-    if not args.show_token:
-        data.pop("token", None)
+    data = svc.model_dump(mode="json", exclude_none=True)
+    token = data.pop("token", None)
+    data = mask_secrets(data)
+    if args.show_token and token:
+        data["token"] = token
     _print_json(data)
     return 0
 
