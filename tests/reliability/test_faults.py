@@ -12,7 +12,8 @@ from oscar_plugins import ChecksumMismatch, Dispatcher, JobSpec, JobState, Oscar
 from oscar_plugins._profiles import ClusterProfile
 from tests.reliability.faultproxy import FaultProxy, FaultRates
 
-SCRIPT = 'sha256sum "$INPUT_FILE_PATH" | cut -d" " -f1 > "$TMP_OUTPUT_DIR/digest"; cat "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/copy"'
+SCRIPT = ('sha256sum "$INPUT_FILE_PATH" | cut -d" " -f1 > "$TMP_OUTPUT_DIR/digest"; '
+          'cat "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/copy"')
 N_JOBS = int(os.environ.get("OSCAR_FAULT_JOBS", "120"))
 
 

@@ -45,8 +45,10 @@ def fuzz_cluster(tmp_path_factory):
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[f"{o.method.upper()} {o.path}" for o in OPERATIONS])
 def test_no_server_errors(fuzz_cluster, operation):
     lc, session, _ = fuzz_cluster
-    strategy = st.one_of(operation.as_strategy(), operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE)) \
-        if operation.method.upper() != "GET" else operation.as_strategy()
+    strategy = operation.as_strategy()
+    if operation.method.upper() != "GET":
+        negative = operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE)
+        strategy = st.one_of(strategy, negative)
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck), database=None)
