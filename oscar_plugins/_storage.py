@@ -245,6 +245,11 @@ class Storage:
                     digest = sha256_file(tmp) if sha256 is not None else None
             except ChecksumMismatch:
                 raise
+            except OSError as exc:
+                if not isinstance(exc, (ConnectionError, TimeoutError)) and exc.errno is not None:
+                    raise StorageError(f"cannot write {dest}: {exc.strerror}: free disk space or choose another "
+                                       "output directory (nothing was replaced)") from None
+                raise self._error(exc, bucket, key) from None
             except Exception as exc:
                 raise self._error(exc, bucket, key) from None
             got = tmp.stat().st_size
