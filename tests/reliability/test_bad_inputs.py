@@ -191,7 +191,8 @@ def run_case(case_id: str, cfg: Path, tmp: Path, client: OscarClient, lc) -> str
             "c.storage.client.put_object(Bucket='bad-in', Key='out/big', Body=b'x' * (2 << 20))\n"
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
             "try:\n"
-            f"    c.storage.download('bad-in', 'out/big', __import__('pathlib').Path({str(tmp)!r}) / 'big', size=2 << 20)\n"
+            f"    dest = __import__('pathlib').Path({str(tmp)!r}) / 'big'\n"
+            "    c.storage.download('bad-in', 'out/big', dest, size=2 << 20)\n"
             "except OscarError as e:\n"
             "    print(e); sys.exit(1)\n"
         )
