@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP_CORE := $(VENV)/.installed-core
+STAMP_CORE := $(VENV)/.installed-demo
 STAMP_ALL := $(VENV)/.installed-all
 
 .PHONY: demo test lint typecheck unit bench conformance clean install install-all
@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP_CORE): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[cwl,examples]'
 	touch $@
 
 $(STAMP_ALL): pyproject.toml | $(PY)
