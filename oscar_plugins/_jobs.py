@@ -205,6 +205,8 @@ class JobTracker:
         for job in jobs:
             if not job.done:
                 self.track(job)
+            elif not job.future.done():
+                job.future.set_result(job)
             todo[job.future] = job
         deadline = None if timeout is None else time.monotonic() + timeout
         while todo:
