@@ -1,0 +1,104 @@
+"""Job logs: supervisor lines and the script's output, one timestamped line at a time.
+
+Each stored line is ``<RFC 3339 nano timestamp> <text>``, the format of ``kubectl logs --timestamps``;
+:func:`read_log` strips the timestamps unless asked for them. Output is appended as it arrives, so
+memory does not grow with the length of the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["LEVELS", "JobLog", "read_log", "supervisor_line"]
+
+LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+          "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_MAX_LINE = 64 * 1024
+
+
+def _stamp(now: float | None = None) -> bytes:
+    now = time.time() if now is None else now
+    moment = datetime.fromtimestamp(now, tz=timezone.utc)
+    nanos = round((now % 1) * 1e9) % 1_000_000_000
+    return (moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z").encode()
+
+
+def supervisor_line(message: str, level: str = "INFO", now: float | None = None) -> str:
+    """A faas-supervisor log line: ``YYYY-MM-DD HH:MM:SS,mmm - supervisor - LEVEL - message``."""
+    now = time.time() if now is None else now
+    local = datetime.fromtimestamp(now)
+    return f"{local.strftime('%Y-%m-%d %H:%M:%S')},{int(now * 1000) % 1000:03d} - supervisor - {level} - {message}"
+
+
+class JobLog:
+    """Append-only log of one execution.
+
+    Args:
+        path: the log file (created with mode 0600).
+        log_level: the service's ``log_level``; supervisor lines below it are not written.
+    """
+
+    def __init__(self, path: Path, log_level: str = "INFO") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._threshold = LEVELS.get(str(log_level).upper(), logging.INFO)
+        self._file: BinaryIO | None = open(path, "ab", buffering=0)  # closed in close()
+        self._partial = b""
+        self.supervisor_lines: list[str] = []
+
+    def supervisor(self, message: str, level: str = "INFO") -> None:
+        """Write a supervisor line (if the service's log level lets it through)."""
+        if LEVELS.get(level, logging.INFO) < self._threshold:
+            return
+        line = supervisor_line(message, level)
+        self.supervisor_lines.append(line)
+        self._write_line(line.encode("utf-8", "replace"))
+
+    def output(self, chunk: bytes) -> None:
+        """Append a chunk of the script's output, split into lines."""
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._write_line(line)
+        if len(self._partial) > _MAX_LINE:
+            self._write_line(self._partial)
+            self._partial = b""
+
+    def flush_output(self) -> None:
+        """Write a last unterminated output line."""
+        if self._partial:
+            self._write_line(self._partial)
+            self._partial = b""
+
+    def _write_line(self, line: bytes) -> None:
+        if self._file is not None:
+            self._file.write(_stamp() + b" " + line.rstrip(b"\r") + b"\n")
+
+    def close(self) -> None:
+        """Flush and close."""
+        self.flush_output()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_log(path: Path, timestamps: bool = False, skip_supervisor: bool = False) -> Iterator[bytes]:
+    """Yield a stored log's lines (with ``\\n``), without timestamps unless ``timestamps``.
+
+    Args:
+        path: the log file.
+        timestamps: keep the RFC 3339 timestamp at the start of each line.
+        skip_supervisor: leave out supervisor lines (used for the output of synchronous runs).
+    """
+    with open(path, "rb") as handle:
+        for raw in handle:
+            text = raw.partition(b" ")[2]
+            if skip_supervisor and b" - supervisor - " in text[:40]:
+                continue
+            yield raw if timestamps else text

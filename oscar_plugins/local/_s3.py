@@ -1,0 +1,337 @@
+"""The local S3 server: moto in its own process, made durable and wired to bucket notifications.
+
+Run as ``python -m oscar_plugins.local._s3 --data-dir DIR --host 127.0.0.1 --port 0``. The parent
+writes one JSON line to stdin with the secrets (never on the command line)::
+
+    {"access_key": ..., "secret_key": ..., "hook_url": ..., "hook_secret": ...}
+
+and keeps stdin open: end of file on stdin (the parent stopped or died) shuts the server down. When it
+listens, the child prints one JSON line ``{"port": N, "events": "webhook"|"poll"}`` to stdout.
+
+Inside, moto's S3 backend is patched so that every object created (PutObject, multipart completion,
+CopyObject) is written to the disk mirror and announced to the API server's webhook
+(``POST <hook_url>`` with ``{"events": [{id, event, bucket, key, size, etag}]}``), like MinIO's
+webhook notifications; deletions remove the file. Requests must carry a valid SigV4 signature for the
+cluster's access key (see ``_sigv4``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from oscar_plugins.local._s3persist import DiskMirror
+from oscar_plugins.local._sigv4 import verify
+
+__all__ = ["main"]
+
+log = logging.getLogger("oscar_plugins.local.s3")
+REGION = "us-east-1"
+_HOOKED = ("put_object", "complete_multipart_upload", "copy_object", "delete_object", "create_bucket", "delete_bucket")
+
+
+class WebhookSender:
+    """Send object-created events to the API server in batches, retrying while it is unreachable."""
+
+    def __init__(self, url: str, secret: str) -> None:
+        self._url, self._secret = url, secret
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._thread = threading.Thread(target=self._loop, name="s3-webhook", daemon=True)
+        self._thread.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Queue one event."""
+        self._queue.put(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush queued events (waiting at most ``timeout`` seconds) and stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch: list[dict[str, Any]] = []
+            if first is None:
+                stop = True
+            else:
+                batch.append(first)
+            while len(batch) < 500:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._post(batch)
+
+    def _post(self, batch: list[dict[str, Any]]) -> None:
+        body = json.dumps({"events": batch}).encode()
+        delay = 0.05
+        deadline = time.monotonic() + 60
+        while True:
+            request = urllib.request.Request(self._url, data=body, method="POST")  # noqa: S310 - our http URL
+            request.add_header("Content-Type", "application/json")
+            request.add_header("Authorization", f"Bearer {self._secret}")
+            try:
+                with self._opener.open(request, timeout=30) as response:
+                    response.read()
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    log.error("dropping %d bucket events: the API server did not accept them (%s)", len(batch), exc)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _naive_utc(stamp: float) -> datetime:
+    return datetime.fromtimestamp(stamp, tz=timezone.utc).replace(tzinfo=None)
+
+
+def _timestamp(value: Any) -> float | None:
+    if not isinstance(value, datetime):
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _copy_value(key: Any) -> Callable[[IO[bytes]], None]:
+    def copy_into(handle: IO[bytes]) -> None:
+        buffer = getattr(key, "_value_buffer", None)
+        if buffer is None:
+            handle.write(key.value)
+            return
+        with key.lock:
+            buffer.seek(0)
+            shutil.copyfileobj(buffer, handle, 1 << 20)
+
+    return copy_into
+
+
+def reload_objects(backend: Any, mirror: DiskMirror) -> int:
+    """Load every bucket and object from the disk mirror into moto; return the number of objects."""
+    count = 0
+    for bucket in mirror.buckets():
+        try:
+            backend.create_bucket(bucket, REGION)
+        except Exception as exc:
+            log.warning("cannot restore bucket %r: %s", bucket, exc)
+            continue
+        for obj in mirror.objects(bucket):
+            key = backend.put_object(bucket, obj.key, b"", disable_notification=True)
+            with obj.path.open("rb") as handle:
+                buffer = getattr(key, "_value_buffer", None)
+                if buffer is None:
+                    key.value = handle.read()
+                else:
+                    shutil.copyfileobj(handle, buffer, 1 << 20)
+                    key.contentsize = buffer.tell()
+            key._etag = obj.etag.strip('"') if obj.etag else None
+            key.set_metadata(dict(obj.metadata))
+            if obj.last_modified is not None:
+                key.last_modified = _naive_utc(obj.last_modified)
+            key._oscar_mirrored = True
+            count += 1
+    return count
+
+
+class Hooks:
+    """Patches of moto's S3 backend that mirror objects to disk and emit bucket events."""
+
+    def __init__(self, mirror: DiskMirror, sender: WebhookSender | None) -> None:
+        self.mirror, self.sender = mirror, sender
+        self._locks = [threading.RLock() for _ in range(64)]
+
+    def _lock(self, bucket: str, key: str) -> threading.RLock:
+        return self._locks[hash((bucket, key)) % len(self._locks)]
+
+    def created(self, key: Any, bucket: str, event: str) -> None:
+        """Persist a created object and announce it."""
+        self.mirror.object_written(
+            bucket, key.name, _copy_value(key), key.etag, dict(key.metadata), _timestamp(key.last_modified)
+        )
+        key._oscar_mirrored = True
+        if self.sender is not None:
+            payload = {"id": uuid.uuid4().hex, "event": event, "bucket": bucket, "key": key.name}
+            self.sender.send({**payload, "size": int(key.size), "etag": key.etag.strip('"')})
+
+    def install(self, backend_cls: Any, key_cls: Any) -> None:
+        """Wrap the backend's object and bucket methods."""
+        hooks = self
+        originals = {name: getattr(backend_cls, name) for name in _HOOKED}
+        put_sig = inspect.signature(originals["put_object"])
+
+        def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
+            arguments = put_sig.bind(self, *args, **kwargs).arguments
+            bucket, name = arguments["bucket_name"], arguments["key_name"]
+            notify = arguments.get("multipart") is None and not arguments.get("disable_notification")
+            with hooks._lock(bucket, name):
+                key = originals["put_object"](self, *args, **kwargs)
+                if notify:
+                    hooks.created(key, bucket, "s3:ObjectCreated:Put")
+            return key
+
+        def complete_multipart_upload(self: Any, bucket_name: str, multipart_id: str, body: Iterable[Any]) -> Any:
+            key = originals["complete_multipart_upload"](self, bucket_name, multipart_id, body)
+            if key is not None:
+                with hooks._lock(bucket_name, key.name):
+                    hooks.created(key, bucket_name, "s3:ObjectCreated:CompleteMultipartUpload")
+            return key
+
+        def copy_object(self: Any, src_key: Any, dest_bucket_name: str, dest_key_name: str, *a: Any, **kw: Any) -> Any:
+            with hooks._lock(dest_bucket_name, dest_key_name):
+                result = originals["copy_object"](self, src_key, dest_bucket_name, dest_key_name, *a, **kw)
+                key = self.get_object(dest_bucket_name, dest_key_name)
+                if key is not None:
+                    hooks.created(key, dest_bucket_name, "s3:ObjectCreated:Copy")
+            return result
+
+        def delete_object(self: Any, bucket_name: str, key_name: str, *a: Any, **kw: Any) -> Any:
+            with hooks._lock(bucket_name, key_name):
+                result = originals["delete_object"](self, bucket_name, key_name, *a, **kw)
+                if type(self.get_bucket(bucket_name).keys.get(key_name)).__name__ != "FakeKey":
+                    hooks.mirror.object_deleted(bucket_name, key_name)
+            return result
+
+        def create_bucket(self: Any, bucket_name: str, *a: Any, **kw: Any) -> Any:
+            result = originals["create_bucket"](self, bucket_name, *a, **kw)
+            hooks.mirror.bucket_created(bucket_name)
+            return result
+
+        def delete_bucket(self: Any, bucket_name: str) -> Any:
+            result = originals["delete_bucket"](self, bucket_name)
+            if result is not None:
+                hooks.mirror.bucket_deleted(bucket_name)
+            return result
+
+        original_set_metadata = key_cls.set_metadata
+
+        def set_metadata(self: Any, metadata: Any, replace: bool = False) -> None:
+            original_set_metadata(self, metadata, replace)
+            if getattr(self, "_oscar_mirrored", False) and self.bucket_name:
+                hooks.mirror.metadata_changed(self.bucket_name, self.name, dict(self.metadata))
+
+        for name, func in [
+            ("put_object", put_object),
+            ("complete_multipart_upload", complete_multipart_upload),
+            ("copy_object", copy_object),
+            ("delete_object", delete_object),
+            ("create_bucket", create_bucket),
+            ("delete_bucket", delete_bucket),
+        ]:
+            setattr(backend_cls, name, func)
+        key_cls.set_metadata = set_metadata
+
+
+class SigV4Middleware:
+    """WSGI middleware refusing requests not signed with the cluster's S3 credentials."""
+
+    def __init__(self, app: Any, access_key: str, secret_key: str) -> None:
+        self.app, self.access_key, self.secret_key = app, access_key, secret_key
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(name):
+                headers[name.replace("_", "-").lower()] = str(environ[name])
+        raw_uri = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))
+        raw_path = raw_uri.split("?", 1)[0]
+        problem = verify(
+            str(environ.get("REQUEST_METHOD", "GET")),
+            raw_path,
+            str(environ.get("QUERY_STRING", "")),
+            headers,
+            self.access_key,
+            self.secret_key,
+        )
+        if problem is None:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{problem.code}</Code><Message>{problem.message}</Message></Error>"
+        ).encode()
+        status = "400 Bad Request" if "Malformed" in problem.code or "Parameters" in problem.code else "403 Forbidden"
+        start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _serve(args: argparse.Namespace, config: dict[str, str]) -> None:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.moto_server.werkzeug_app import create_backend_app
+    from moto.s3 import models
+    from werkzeug.serving import make_server
+
+    mirror = DiskMirror(Path(args.data_dir) / "s3")
+    backend = models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    restored = reload_objects(backend, mirror)
+    hookable = all(hasattr(models.S3Backend, n) for n in _HOOKED) and not args.poll
+    sender = WebhookSender(config["hook_url"], config["hook_secret"]) if hookable else None
+    if hookable:
+        Hooks(mirror, sender).install(models.S3Backend, models.FakeKey)
+    else:
+        log.warning("moto's S3 backend cannot be hooked: bucket triggers fall back to polling")
+    app = SigV4Middleware(create_backend_app("s3"), config["access_key"], config["secret_key"])
+    server = make_server(args.host, args.port, app, threaded=True)
+    thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="s3-server", daemon=True)
+    thread.start()
+    ready = {"port": server.server_address[1], "events": "webhook" if hookable else "poll", "objects": restored}
+    sys.stdout.write(json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not fill an unread pipe
+    try:
+        sys.stdin.buffer.read()  # returns at end of file: the parent is gone or wants us to stop
+    finally:
+        server.shutdown()
+        thread.join(10)
+        if sender is not None:
+            sender.close()
+        mirror.close()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the S3 child process."""
+    parser = argparse.ArgumentParser(prog="python -m oscar_plugins.local._s3")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--poll", action="store_true", help="do not hook moto; the API server polls")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    line = sys.stdin.readline()
+    try:
+        config = json.loads(line)
+    except ValueError:
+        sys.stderr.write("oscar_plugins.local._s3: expected one JSON line with the secrets on stdin\n")
+        return 2
+    _serve(args, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

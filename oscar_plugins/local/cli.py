@@ -1,0 +1,130 @@
+"""Command line of the local cluster: ``local up | status | down | serve``.
+
+The main CLI wires these in with :func:`add_local_commands`; each sub-command stores its handler as
+``func`` (``args.func(args) -> int``). ``python -m oscar_plugins.local ...`` uses :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from oscar_plugins._validation import parse_memory
+from oscar_plugins.local._cluster import LocalCluster
+from oscar_plugins.local._config import LocalClusterError, LocalClusterInfo, write_json_atomic
+from oscar_plugins.local._daemon import down, status, up
+
+__all__ = ["add_local_commands", "main"]
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _print_info(info: LocalClusterInfo, secrets: bool) -> None:
+    print(f"endpoint:    {info.endpoint}")
+    print(f"user:        {info.username}")
+    if secrets:
+        print(f"password:    {info.password}")
+    print(f"s3 endpoint: {info.s3_endpoint}")
+    if secrets:
+        print(f"s3 access key: {info.s3_access_key}")
+        print(f"s3 secret key: {info.s3_secret_key}")
+    print(f"data:        {info.data_dir}")
+    if info.pid:
+        print(f"pid:         {info.pid}")
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    try:
+        info = up(args.data_dir, args.port, cpus=args.cpus, memory=args.memory, host=args.host)
+    except LocalClusterError as exc:
+        print(f"oscar-plugins local up: {exc}", file=sys.stderr)
+        return 1
+    _print_info(info, secrets=True)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    info = status(args.data_dir)
+    if info is None:
+        print("the local cluster is not running")
+        return 1
+    _print_info(info, secrets=False)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    print("stopped" if down(args.data_dir) else "the local cluster was not running")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    cluster = LocalCluster(args.data_dir, args.port, host=args.host, cpus=args.cpus, memory=args.memory,
+                           engine=args.engine)
+    meta_path = cluster.data_dir / "server.json"
+
+    def ready(lc: LocalCluster) -> None:
+        write_json_atomic(meta_path, {
+            "pid": os.getpid(), "endpoint": lc.endpoint, "s3_endpoint": lc.s3_endpoint,
+            "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        })
+        logging.getLogger("oscar_plugins.local").info("local cluster ready at %s (S3 at %s, data in %s)",
+                                                      lc.endpoint, lc.s3_endpoint, lc.data_dir)
+
+    try:
+        cluster.serve_forever(on_ready=ready)
+    except LocalClusterError as exc:
+        print(f"oscar-plugins local serve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if meta_path.exists():
+            meta_path.unlink()
+    return 0
+
+
+def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``local`` with ``up``, ``status``, ``down`` and ``serve`` to an argparse sub-parser set."""
+    local = subparsers.add_parser("local", help="the embedded local OSCAR cluster",
+                                  description="Run an OSCAR-compatible cluster on this machine.")
+    commands = local.add_subparsers(dest="local_command", metavar="{up,status,down,serve}")
+    commands.required = True
+    for name, handler, text in [
+        ("up", _cmd_up, "start the local cluster in the background and print its endpoint and credentials"),
+        ("status", _cmd_status, "show whether the local cluster runs, and where"),
+        ("down", _cmd_down, "stop the local cluster"),
+        ("serve", _cmd_serve, "run the local cluster in the foreground (used by 'up')"),
+    ]:
+        parser = commands.add_parser(name, help=text, description=text)
+        parser.add_argument("--data-dir", default=None,
+                            help="data directory (default: $OSCAR_PLUGINS_LOCAL_DIR or "
+                                 "~/.local/share/oscar-plugins/local)")
+        if name in ("up", "serve"):
+            parser.add_argument("--port", type=int, default=0, help="API port (default: the previous one, else free)")
+            parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+            parser.add_argument("--cpus", type=float, default=None, help="cores to hand out (default: all)")
+            parser.add_argument("--memory", type=_memory, default=None,
+                                help="memory to hand out, e.g. 8Gi (default: 80%% of RAM)")
+        if name == "serve":
+            parser.add_argument("--engine", default=None,
+                                help="host, docker, podman, apptainer or singularity (default: detect)")
+        parser.set_defaults(func=handler)
+    return local  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m oscar_plugins.local {up,status,down,serve}``."""
+    parser = argparse.ArgumentParser(prog="python -m oscar_plugins.local")
+    subparsers = parser.add_subparsers(dest="command")
+    local = add_local_commands(subparsers)
+    args = parser.parse_args(["local", *(sys.argv[1:] if argv is None else argv)])
+    del local
+    return int(args.func(args))

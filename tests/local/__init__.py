@@ -1,0 +1,1 @@
+"""Tests of the embedded local cluster (oscar_plugins.local)."""

@@ -1,0 +1,223 @@
+"""Unit tests of the local cluster's pure pieces (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
+
+from oscar_plugins.local import LocalClusterInfo, default_data_dir
+from oscar_plugins.local._config import inside
+from oscar_plugins.local._execution import (
+    WorkDirs,
+    build_env,
+    container_command,
+    container_env,
+    default_job_name,
+    host_command,
+    input_file_name,
+    matches_filters,
+    output_files,
+)
+from oscar_plugins.local._payload import Base64Decoder, BodyError, save_body
+from oscar_plugins.local._s3persist import key_to_relpath, relpath_to_key
+from oscar_plugins.local._services import ServiceError, normalize_service, parse_minio_event, triggered_by
+from oscar_plugins.local._sigv4 import verify
+from oscar_plugins.local._store import Store, rfc3339
+
+
+def test_container_command_docker_passes_names_not_values(tmp_path: Path) -> None:
+    cmd = container_command("docker", "ghcr.io/grycap/cowsay", tmp_path, tmp_path / "script.sh", ["A", "SECRET"],
+                            cpus=0.5, memory=256 << 20, name="oscar-job-1")
+    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert ["--cpus", "0.5"] == cmd[cmd.index("--cpus"):cmd.index("--cpus") + 2]
+    assert ["--memory", str(256 << 20)] == cmd[cmd.index("--memory"):cmd.index("--memory") + 2]
+    assert f"{tmp_path}:{tmp_path}" in cmd
+    assert cmd[-4:] == ["--entrypoint", "/bin/sh", "ghcr.io/grycap/cowsay", str(tmp_path / "script.sh")]
+    assert "-e" in cmd and "SECRET" in cmd and not any("=" in part for part in cmd if part != "--rm")
+
+
+def test_container_command_apptainer_and_env(tmp_path: Path) -> None:
+    cmd = container_command("apptainer", "alpine", tmp_path, tmp_path / "s.sh", ["X"], cpus=1, memory=1, name="n")
+    assert cmd[:2] == ["apptainer", "exec"] and "docker://alpine" in cmd
+    assert cmd[-2:] == ["/bin/sh", str(tmp_path / "s.sh")]
+    env = container_env("apptainer", {"X": "1", "PATH": "/p"}, {"PATH": "/usr/bin"})
+    assert env == {"PATH": "/usr/bin", "APPTAINERENV_X": "1"}
+    with pytest.raises(ValueError, match="unknown container engine"):
+        container_command("lxc", "alpine", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n")
+
+
+def test_host_command_limits_address_space(tmp_path: Path) -> None:
+    assert host_command(tmp_path / "s.sh", None) == ["/bin/sh", str(tmp_path / "s.sh")]
+    cmd = host_command(tmp_path / "s.sh", 1 << 30)
+    assert cmd[0] == "/bin/sh" and "ulimit -v 1048576" in cmd[2] and cmd[-1] == str(tmp_path / "s.sh")
+
+
+def test_build_env_is_minimal_and_reserved_names_win(tmp_path: Path) -> None:
+    work = WorkDirs(tmp_path)
+    service = {"name": "svc", "environment": {"variables": {"A": "1", "INPUT_FILE_PATH": "x"},
+                                              "secrets": {"TOKEN": "s3cr3t"}}}
+    env = build_env(service, work, input_file=work.input / "f", job_name="job-1", object_key="b/k",
+                    python_dir="/venv/bin")
+    assert env["PATH"].startswith("/venv/bin:")
+    assert env["INPUT_FILE_PATH"] == str(work.input / "f") and env["STORAGE_OBJECT_KEY"] == "b/k"
+    assert env["A"] == "1" and env["TOKEN"] == "s3cr3t" and env["JOB_UUID"] == "job-1"
+    assert env["HOME"] == str(tmp_path) and env["OSCAR_SERVICE_NAME"] == "svc"
+    assert set(env) <= {"PATH", "HOME", "LANG", "TMPDIR", "A", "TOKEN", "INPUT_FILE_PATH", "TMP_INPUT_DIR",
+                        "TMP_OUTPUT_DIR", "JOB_UUID", "STORAGE_OBJECT_KEY", "OSCAR_SERVICE_NAME"}
+
+
+def test_filters_names_and_output_files(tmp_path: Path) -> None:
+    assert matches_filters("res_1.png", ["res_"], [".png"])
+    assert not matches_filters("res_1.jpg", ["res_"], [".png"])
+    assert matches_filters("anything", [], None)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_text("x")
+    (tmp_path / "y.txt").write_text("y")
+    (tmp_path / "link").symlink_to("/etc/passwd")
+    assert [rel for _, rel in output_files(tmp_path)] == ["y.txt", "a/x.txt"]  # no symlink
+
+
+def test_job_names_and_input_names() -> None:
+    assert default_job_name("short").startswith("short-")
+    long_name = "a" * 30
+    name = default_job_name(long_name)
+    assert name.startswith("a" * 16 + "-") and len(name) == 16 + 1 + 36
+    assert input_file_name("in/../..") == "input" and input_file_name("in/dir/f.txt") == "f.txt"
+
+
+@pytest.mark.parametrize("key", ["a/b/c.txt", "folder/", "", ".", "..", "a//b", "x/../y", "%41", "a%2Fb", "ü/é"])
+def test_object_key_paths_round_trip(key: str) -> None:
+    relpath = key_to_relpath(key)
+    assert relpath is not None and relpath_to_key(relpath) == key
+    assert all(part not in ("", ".", "..") for part in relpath.split("/"))
+
+
+def test_inside_rejects_escapes(tmp_path: Path) -> None:
+    assert inside(tmp_path, "svc", "job.log") == tmp_path.resolve() / "svc" / "job.log"
+    for bad in ("..", "../x", "/etc", "a\x00b", ""):
+        with pytest.raises(ValueError):
+            inside(tmp_path, bad)
+
+
+def test_base64_decoder_streams_and_validates() -> None:
+    out = io.BytesIO()
+    decoder = Base64Decoder(out)
+    for chunk in (b"aGVs", b"bG8g\nd2", b"9y", b"bGQ="):
+        decoder.feed(chunk)
+    decoder.finish()
+    assert out.getvalue() == b"hello world"
+    for bad in (b"not base64!!", b"QQ==QQ==", b"QUJ"):
+        with pytest.raises(BodyError):
+            d = Base64Decoder(io.BytesIO())
+            d.feed(bad)
+            d.finish()
+
+
+def test_save_body_json_object_and_rejects_other_json(tmp_path: Path) -> None:
+    async def stream(*chunks: bytes):  # type: ignore[no-untyped-def]
+        for chunk in chunks:
+            yield chunk
+
+    target = tmp_path / "in"
+    assert asyncio.run(save_body(stream(b' {"a": ', b"[1, 2]}"), target)) == {"a": [1, 2]}
+    assert json.loads(target.read_text()) == {"a": [1, 2]}
+    with pytest.raises(BodyError, match="not an object"):
+        asyncio.run(save_body(stream(b"[1, 2]"), target))
+    with pytest.raises(BodyError):
+        asyncio.run(save_body(stream(b"A" * 10), target, limit=5))
+
+
+def test_normalize_service_defaults_and_errors() -> None:
+    service = normalize_service({"name": "svc", "image": "alpine", "script": "echo", "extra": {"x": 1}})
+    assert service["cpu"] == "0.2" and service["memory"] == "256Mi" and service["log_level"] == "INFO"
+    assert len(service["token"]) == 64 and int(service["token"], 16) >= 0 and service["extra"] == {"x": 1}
+    assert normalize_service(service, token="t" * 64)["token"] == "t" * 64
+    for bad, words in [
+        ({"name": "Bad_Name", "image": "a", "script": "s"}, "DNS-1123"),
+        ({"name": "svc", "script": "s"}, "image"),
+        ({"name": "svc", "image": "a"}, "script"),
+        ({"name": "svc", "image": "a", "script": "s", "cpu": "lots"}, "cpu"),
+        ({"name": "svc", "image": "a", "script": "s", "memory": "-1Gi"}, "memory"),
+        ({"name": "svc", "image": "a", "script": "s", "input": [{"path": "ab/in"}]}, "bucket"),
+        ([1, 2], "JSON object"),
+    ]:
+        with pytest.raises(ServiceError, match=words):
+            normalize_service(bad)
+
+
+def test_triggers_match_input_paths_only() -> None:
+    service = {"input": [{"storage_provider": "minio.default", "path": "bkt/in", "suffix": [".txt"]}]}
+    assert triggered_by(service, "bkt", "in/a.txt")
+    assert triggered_by(service, "bkt", "in/sub/a.txt")
+    assert not triggered_by(service, "bkt", "in/a.png")
+    assert not triggered_by(service, "bkt", "out/a.txt")
+    assert not triggered_by(service, "bkt", "inx/a.txt")
+    assert not triggered_by(service, "other", "in/a.txt")
+    assert not triggered_by(service, "bkt", "in/")
+    event = {"Records": [{"s3": {"bucket": {"name": "bkt"}, "object": {"key": "in/a+b.txt"}}}]}
+    assert parse_minio_event(event) == ("bkt", "in/a b.txt")
+    assert parse_minio_event({"Records": []}) is None
+
+
+def _signed(url: str, secret: str, when: datetime) -> AWSRequest:
+    request = AWSRequest(method="PUT", url=url, data=b"body", headers={})
+    request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(b"body").hexdigest()
+    signer = S3SigV4Auth(BotoCredentials("AKID", secret), "s3", "us-east-1")
+    signer._timestamp = lambda: when.strftime("%Y%m%dT%H%M%SZ")  # type: ignore[method-assign]
+    request.context["timestamp"] = when.strftime("%Y%m%dT%H%M%SZ")
+    signer.add_auth(request)
+    return request
+
+
+def test_sigv4_verification_against_botocore_signatures() -> None:
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    request = _signed("http://127.0.0.1:9000/bkt/dir/a%20b.txt?x-id=PutObject", "secret", now)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers["host"] = "127.0.0.1:9000"
+    args = ("PUT", "/bkt/dir/a%20b.txt", "x-id=PutObject", headers)
+    assert verify(*args, "AKID", "secret", now=now) is None
+    problem = verify(*args, "AKID", "other", now=now)
+    assert problem is not None and problem.code == "SignatureDoesNotMatch"
+    problem = verify(*args, "OTHER", "secret", now=now)
+    assert problem is not None and problem.code == "InvalidAccessKeyId"
+    problem = verify("GET", "/bkt", "", {"host": "h"}, "AKID", "secret", now=now)
+    assert problem is not None and problem.code == "AccessDenied"
+
+
+def test_small_formats_and_reprs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert rfc3339(0) == "1970-01-01T00:00:00Z" and rfc3339(None) is None
+    info = LocalClusterInfo("http://x", "oscar", "pw-secret", "http://s3", "AK", "sk-secret", tmp_path, 1)
+    assert "pw-secret" not in repr(info) and "sk-secret" not in repr(info)
+    monkeypatch.setenv("OSCAR_PLUGINS_LOCAL_DIR", str(tmp_path / "explicit"))
+    assert default_data_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("OSCAR_PLUGINS_LOCAL_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "oscar-plugins" / "local"
+
+
+def test_store_pages_10000_jobs_by_name(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.sqlite")
+    for i in range(10_000):
+        store.add_job(f"job-{i:05d}", "big", created=float(i))
+    store.add_job("other-job", "small")
+    seen, after, pages = [], None, 0
+    while True:
+        jobs, remaining = store.page_jobs("big", after, 70)
+        seen += [j.name for j in jobs]
+        pages += 1
+        if not remaining:
+            break
+        assert remaining == 10_000 - len(seen)
+        after = jobs[-1].name
+    assert pages == 143 and seen == sorted(seen) and len(seen) == 10_000
+    assert store.fail_unfinished("restart") and store.count_by_status() == {"Failed": 10_001}
+    store.close()
