@@ -36,6 +36,12 @@ typecheck: $(STAMP_ALL)
 unit: $(STAMP_ALL)
 	$(VENV)/bin/pytest
 
+## conformance: CWL v1.2 conformance suite through oscar-cwl, every CommandLineTool on the local cluster
+##   (CONFORMANCE_ARGS="--tags required" for the required subset; see tests/cwl/conformance.py --help)
+conformance: $(STAMP_CORE)
+	@$(VENV)/bin/cwltest --version >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[cwl]'
+	$(PY) tests/cwl/conformance.py $(CONFORMANCE_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 

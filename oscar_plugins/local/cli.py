@@ -11,12 +11,14 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oscar_plugins._validation import parse_memory
-from oscar_plugins.local._cluster import LocalCluster
 from oscar_plugins.local._config import LocalClusterError, LocalClusterInfo, write_json_atomic
 from oscar_plugins.local._daemon import down, status, up
+
+if TYPE_CHECKING:
+    from oscar_plugins.local._cluster import LocalCluster
 
 __all__ = ["add_local_commands", "main"]
 
@@ -67,6 +69,8 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from oscar_plugins.local._cluster import LocalCluster  # lazy: keeps `oscar-plugins --help` fast
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cluster = LocalCluster(args.data_dir, args.port, host=args.host, cpus=args.cpus, memory=args.memory,
                            engine=args.engine)
