@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from oscar_plugins.local._secretstore import SecretFiles, merge_secrets, split_secrets
+
 __all__ = ["FINISHED", "DuplicateJobError", "JobRow", "Store", "rfc3339"]
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
@@ -88,6 +90,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
+        self._secrets = SecretFiles(path.parent / "secrets")
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -109,25 +112,31 @@ class Store:
     # services -----------------------------------------------------------------------------------
     def put_service(self, name: str, definition: dict[str, Any]) -> bool:
         """Insert a service; return False when the name is taken."""
+        public, taken = split_secrets(definition)
         try:
-            self._run("INSERT INTO services (name, definition) VALUES (?, ?)", (name, json.dumps(definition)))
+            self._run("INSERT INTO services (name, definition) VALUES (?, ?)", (name, json.dumps(public)))
         except sqlite3.IntegrityError:
             return False
+        self._secrets.write(name, taken)
         return True
 
     def replace_service(self, name: str, definition: dict[str, Any]) -> bool:
         """Replace a service's definition; return False when it does not exist."""
-        cur = self._run("UPDATE services SET definition = ? WHERE name = ?", (json.dumps(definition), name))
+        public, taken = split_secrets(definition)
+        cur = self._run("UPDATE services SET definition = ? WHERE name = ?", (json.dumps(public), name))
+        if cur.rowcount > 0:
+            self._secrets.write(name, taken)
         return cur.rowcount > 0
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         """Return a service's stored definition, or None."""
         rows = self._rows("SELECT definition FROM services WHERE name = ?", (name,))
-        return json.loads(rows[0][0]) if rows else None
+        return merge_secrets(json.loads(rows[0][0]), self._secrets.read(name)) if rows else None
 
     def list_services(self) -> list[dict[str, Any]]:
         """Return every service's stored definition, sorted by name."""
-        return [json.loads(row[0]) for row in self._rows("SELECT definition FROM services ORDER BY name")]
+        rows = self._rows("SELECT name, definition FROM services ORDER BY name")
+        return [merge_secrets(json.loads(definition), self._secrets.read(name)) for name, definition in rows]
 
     def delete_service(self, name: str) -> bool:
         """Delete a service and its job records; return False when it does not exist."""
@@ -136,6 +145,7 @@ class Store:
             cur = self._db.execute("DELETE FROM services WHERE name = ?", (name,))
             self._db.execute("DELETE FROM jobs WHERE service = ?", (name,))
             self._db.execute("COMMIT")
+        self._secrets.delete(name)
         return cur.rowcount > 0
 
     # jobs ---------------------------------------------------------------------------------------
