@@ -30,7 +30,7 @@ demo: $(STAMP_CORE)
 test: $(STAMP_ALL) lint typecheck unit
 
 lint: $(STAMP_ALL)
-	$(VENV)/bin/ruff check oscar_plugins cwl airflow_provider itwinai_ext tests examples benchmarks
+	$(VENV)/bin/ruff check $(wildcard oscar_plugins cwl airflow_provider itwinai_ext tests examples benchmarks)
 typecheck: $(STAMP_ALL)
 	$(VENV)/bin/mypy
 unit: $(STAMP_ALL)

@@ -1,5 +1,55 @@
-"""oscar_plugins.itwinai: itwinai components that run pipeline steps on OSCAR.
+"""oscar_plugins.itwinai: itwinai components that run pipeline steps on OSCAR services.
 
-Not built yet: tracked by the issue "itwinai step". The package exists so that the distribution's
-namespace layout (``oscar_plugins.itwinai`` from the ``itwinai_ext/`` folder) is fixed and tested.
+Two components, usable from Python or from a Hydra YAML pipeline run by ``itwinai exec-pipeline``:
+
+* :class:`OscarStep` - the step's work is an OSCAR service's script: inputs are shipped as files,
+  the script's output files come back as tensors, arrays, JSON values or paths.
+* :class:`OscarOffload` - an existing itwinai component runs, unchanged, on an OSCAR service that has
+  itwinai installed ("inference step on the cluster").
+
+Example::
+
+    from oscar_plugins.itwinai import OscarOffload
+    from itwinai.pipeline import Pipeline
+
+    pipe = Pipeline([getter, OscarOffload({"_target_": "my.Predictor", "checkpoint": "m.pt"},
+                                          service="fdl.yaml", files=["m.pt", "my.py"]), saver])
+    pipe.execute()
+
+Both connect with the usual precedence (``cluster=`` > ``OSCAR_*`` environment > oscar-cli profile
+file > the embedded local cluster). See ``itwinai_ext/README.md``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "OscarStep": "._step",
+    "OscarOffload": "._offload",
+    "StepError": "._errors",
+    "StepConfigError": "._errors",
+    "StepFailed": "._errors",
+    "ItwinaiNotInstalled": "._errors",
+}
+
+__all__ = ["ItwinaiNotInstalled", "OscarOffload", "OscarStep", "StepConfigError", "StepError", "StepFailed"]
+
+if TYPE_CHECKING:
+    from ._errors import ItwinaiNotInstalled, StepConfigError, StepError, StepFailed
+    from ._offload import OscarOffload
+    from ._step import OscarStep
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'oscar_plugins.itwinai' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
