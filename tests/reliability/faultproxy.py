@@ -72,7 +72,10 @@ class FaultProxy:
         async def stop() -> None:
             if self._server:
                 self._server.close()
-                await self._server.wait_closed()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -140,6 +143,7 @@ class FaultProxy:
         finally:
             pump.cancel()
             up_writer.close()
+            await asyncio.gather(pump, return_exceptions=True)
         if fault == "reset_after":
             self._reset(writer)
             return
