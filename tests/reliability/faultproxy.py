@@ -72,10 +72,13 @@ class FaultProxy:
         async def stop() -> None:
             if self._server:
                 self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for _ in range(3):  # handlers spawn pumps: cancel until nothing is left
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not tasks:
+                    break
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -143,7 +146,6 @@ class FaultProxy:
         finally:
             pump.cancel()
             up_writer.close()
-            await asyncio.gather(pump, return_exceptions=True)
         if fault == "reset_after":
             self._reset(writer)
             return
