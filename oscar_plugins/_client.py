@@ -322,6 +322,7 @@ class OscarClient:
     def _submit_named(self, service: str, body: bytes | str, name: str, token: str) -> str:
         headers = {"X-Delegated-Job-ID": name}
         delay = 0.25
+        lost = False  # did an earlier attempt possibly reach the server (answer lost)?
         for attempt in range(self.retries + 1):
             try:
                 self.request("POST", f"/job/{service}", content=body, bearer=token, service=service,
@@ -329,13 +330,16 @@ class OscarClient:
                 return name
             except OscarError as exc:
                 status = getattr(exc, "status", None)
-                retryable = status is None or status in RETRYABLE_STATUS or status == 500
-                if not retryable or attempt == self.retries:
-                    if attempt > 0 and status == 500 and self.job_exists(service, name):
-                        return name
+                if status == 500 and self.job_exists(service, name):
+                    if lost:
+                        return name  # our earlier attempt went through; its answer was lost
+                    raise Conflict(f"a job named {name!r} already exists in service {service!r}: choose another "
+                                   "job name", status=500, call=f"POST /job/{service}") from None
+                if status is not None and status not in RETRYABLE_STATUS and status != 500:
                     raise
-                if attempt > 0 and self.job_exists(service, name):
-                    return name  # an earlier attempt went through; the response was lost
+                if attempt == self.retries:
+                    raise
+                lost = lost or status is None or status in RETRYABLE_STATUS
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")

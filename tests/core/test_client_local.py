@@ -189,3 +189,12 @@ def test_official_job_shape_and_raw_api(client, local_cluster):
     body = httpx.get(f"{local_cluster.endpoint}/system/logs/raw",
                      auth=(local_cluster.username, local_cluster.password)).json()
     assert "raw-job-1" in body["jobs"] and set(body["jobs"]["raw-job-1"]) >= {"status", "creation_time"}
+
+
+def test_duplicate_job_name_is_a_conflict_not_a_silent_reuse(client):
+    from oscar_plugins import Conflict
+
+    client.ensure_service(_svc("dupname"))
+    Dispatcher(client).submit("dupname", payload="a", name="dupname-fixed-1", track=False)
+    with pytest.raises(Conflict, match="already exists"):
+        Dispatcher(client).submit("dupname", payload="b", name="dupname-fixed-1", track=False)
