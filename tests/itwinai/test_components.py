@@ -1,0 +1,107 @@
+"""The components without a cluster: construction checks, to_dict()/YAML round trips, service resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra.utils import instantiate
+from itwinai.pipeline import Pipeline
+from omegaconf import OmegaConf
+
+from oscar_plugins import Service
+from oscar_plugins.itwinai import OscarOffload, OscarStep, StepConfigError, remote
+from oscar_plugins.itwinai._service import STEP_MARKER, resolve_service, step_script
+
+SERVICE = {"name": "it-double", "image": "python:3.11-slim", "script": "cp $INPUT_FILE_PATH $TMP_OUTPUT_DIR/"}
+
+FDL = """
+functions:
+  oscar:
+  - c1: {name: first, image: alpine, script: run.sh}
+  - c1: {name: second, image: alpine}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _parts_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+
+
+def test_step_to_dict_roundtrips_through_yaml():
+    step = OscarStep(SERVICE, cluster="prod", mode="async", timeout=120, outputs=["a.npy"], env={"K": 1},
+                     name="double")
+    data = step.to_dict()
+    assert data["_target_"] == "oscar_plugins.itwinai.OscarStep"
+    assert data["service"] == SERVICE and data["mode"] == "async" and data["outputs"] == ["a.npy"]
+    again = instantiate(OmegaConf.create(yaml.safe_load(yaml.safe_dump({"s": data})))["s"], _convert_="all")
+    assert isinstance(again, OscarStep) and again.to_dict() == data
+    assert again.name == "double" and again.transport.service.name == "it-double"
+    assert STEP_MARKER in again.transport.service.script
+
+
+def test_offload_to_dict_keeps_the_component_a_config():
+    from pipeline_parts import Scale
+
+    built = OscarOffload(Scale(factor=3.0), service=SERVICE | {"script": "true"}, files=["model.pt"])
+    data = built.to_dict()
+    assert data["_recursive_"] is False
+    assert data["component"] == {"_target_": "pipeline_parts.Scale", "factor": 3.0, "name": None}
+    assert built.name == "Scale@oscar"
+    pipe = Pipeline({"getter": OscarStep("existing-service"), "remote": built})
+    again = instantiate(pipe.to_dict(), _convert_="all")  # Hydra as `itwinai exec-pipeline` does
+    assert isinstance(again.steps["remote"], OscarOffload)
+    assert again.steps["remote"].component_config == data["component"]
+    assert again.to_dict() == pipe.to_dict()
+    script = again.steps["remote"].transport.service.script
+    assert script.startswith("true\n") is False and remote.RUNNER_MARKER in script and "\ntrue\n" in script
+
+
+def test_unserialisable_arguments_fail_naming_the_step():
+    with pytest.raises(StepConfigError, match=r"step 'bad': .*'env'"):
+        OscarStep(SERVICE, env={"K": object()}, name="bad")
+    from pipeline_parts import Scale
+
+    with pytest.raises(StepConfigError, match=r"step 'Scale@oscar'|step 'OscarOffload'.*cannot be offloaded"):
+        OscarOffload(Scale(factor=np.float32(2.0)))  # a numpy scalar is no plain value
+    with pytest.raises(StepConfigError, match="component must be an itwinai component"):
+        OscarOffload({"factor": 2})
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(StepConfigError, match=r"step 'x': mode 'fast'"):
+        OscarStep(SERVICE, mode="fast", name="x")
+    with pytest.raises(StepConfigError, match="timeout"):
+        OscarStep(SERVICE, timeout=-1)
+    with pytest.raises(StepConfigError, match="service must be a name"):
+        OscarStep(3)  # type: ignore[arg-type]
+
+
+def test_too_large_for_sync_fails_before_contacting_any_cluster(monkeypatch):
+    monkeypatch.setenv("OSCAR_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: must not be reached
+    step = OscarStep(SERVICE, mode="sync", sync_limit_mb=0.1, name="big-step")
+    with pytest.raises(StepConfigError, match=r"step 'big-step': its inputs \(0.38 MiB.*too large for mode 'sync'"):
+        step.execute(np.zeros(50_000))
+    assert step._workdirs == []  # cleanup() ran (monitor_exec) and removed the temporary files
+
+
+def test_resolve_service_forms(tmp_path):
+    (tmp_path / "run.sh").write_text("echo from file\n")
+    fdl = tmp_path / "svc.yaml"
+    fdl.write_text(FDL)
+    assert resolve_service("plain-name", step="s", script_for=step_script) == "plain-name"
+    first = resolve_service(f"{fdl}#first", step="s", script_for=step_script)
+    assert isinstance(first, Service) and first.script.endswith("echo from file\n")
+    assert [o.path for o in first.output] == ["first/out"]  # a default output path for async jobs
+    runner = resolve_service(f"{fdl}#second", step="s", script_for=lambda s: remote.service_script())
+    assert remote.RUNNER_MARKER in runner.script
+    with pytest.raises(StepConfigError, match="several services"):
+        resolve_service(str(fdl), step="s", script_for=step_script)
+    with pytest.raises(StepConfigError, match="no service named 'third'"):
+        resolve_service(f"{fdl}#third", step="s", script_for=step_script)
+    with pytest.raises(StepConfigError, match=r"step 's': .*field 'script'"):
+        resolve_service(f"{fdl}#second", step="s", script_for=step_script)  # OscarStep needs a script
+    with pytest.raises(StepConfigError, match="cannot read"):
+        resolve_service(str(tmp_path / "missing.yaml"), step="s", script_for=step_script)
