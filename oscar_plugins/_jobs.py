@@ -134,9 +134,13 @@ class JobTracker:
         changes = pages = 0
         for service, jobs in by_service.items():
             listing: dict[str, JobInfo] = {}
+            wanted = {job.name for job in jobs}
             for page in self.client.iter_job_pages(service):
                 listing.update(page)
                 pages += 1
+                wanted.difference_update(page)
+                if not wanted:
+                    break  # every tracked job seen: the remaining pages cannot tell us more
             changes += self._apply(jobs, listing)
         self.polls += 1
         self.pages_read += pages
@@ -188,9 +192,9 @@ class JobTracker:
                 self._error = exc
                 changes, pages = 0, 1
                 delay = min(max(delay * 2, 1.0), self.max_interval * 4)
-            # Back off while nothing changes; keep the request rate near <= 4 pages/second.
+            # Back off while nothing changes; keep the request rate near <= 3 pages/second.
             delay = self.interval if changes else min(delay * 1.5, self.max_interval)
-            delay = max(delay, pages * 0.25)
+            delay = max(delay, pages * 0.3)
             self._wake.wait(timeout=delay)
             self._wake.clear()
 
