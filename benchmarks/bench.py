@@ -274,26 +274,41 @@ def bench_staging(client: Any, size_mib: int, out: Path) -> list[Figure]:
         for _ in range(size_mib):
             fh.write(chunk)
     cfg = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=8)
-    t0 = time.perf_counter()
+    from oscar_plugins._storage import sha256_file
+
+    digest = sha256_file(data)
+    boto_up = ours_up = boto_down = ours_down = float("inf")
+    key = ""
+    for round_ in range(2):  # alternate the order, keep the best of two: the machine is noisy
+        for who in (("ours", "boto3") if round_ else ("boto3", "ours")):
+            st.client.delete_objects(Bucket="bench-stage", Delete={"Objects": [
+                {"Key": "plain/stage.bin"}, {"Key": "oscar-plugins/cas/" + digest}], "Quiet": True})
+            t0 = time.perf_counter()
+            if who == "boto3":
+                st.client.upload_file(str(data), "bench-stage", "plain/stage.bin", Config=cfg)
+                boto_up = min(boto_up, time.perf_counter() - t0)
+            else:
+                os.utime(data)  # a new mtime: the file is hashed again, as a first staging would
+                key = st.stage("bench-stage", data)
+                ours_up = min(ours_up, time.perf_counter() - t0)
     st.client.upload_file(str(data), "bench-stage", "plain/stage.bin", Config=cfg)
-    boto_up = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    key = st.stage("bench-stage", data)
-    ours_up = time.perf_counter() - t0
+    key = st.stage("bench-stage", data)  # the last round deleted it: staged once more
     sent = st.bytes_uploaded
     t0 = time.perf_counter()
     st.stage("bench-stage", data)
     restage_bytes = st.bytes_uploaded - sent
     restage_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    st.client.download_file("bench-stage", "plain/stage.bin", str(out / "plain.bin"), Config=cfg)
-    boto_down = time.perf_counter() - t0
-    from oscar_plugins._storage import sha256_file
-
-    digest = sha256_file(data)
-    t0 = time.perf_counter()
-    st.download("bench-stage", key, out / "ours.bin", size=data.stat().st_size, sha256=digest)
-    ours_down = time.perf_counter() - t0
+    for round_ in range(2):
+        for who in (("ours", "boto3") if round_ else ("boto3", "ours")):
+            for p in (out / "plain.bin", out / "ours.bin"):
+                p.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            if who == "boto3":
+                st.client.download_file("bench-stage", "plain/stage.bin", str(out / "plain.bin"), Config=cfg)
+                boto_down = min(boto_down, time.perf_counter() - t0)
+            else:
+                st.download("bench-stage", key, out / "ours.bin", size=data.stat().st_size, sha256=digest)
+                ours_down = min(ours_down, time.perf_counter() - t0)
     for p in (data, out / "plain.bin", out / "ours.bin"):
         p.unlink(missing_ok=True)
     up, down = boto_up / ours_up, boto_down / ours_down

@@ -31,6 +31,7 @@ __all__ = ["CAS_PREFIX", "ObjectInfo", "Storage", "sha256_file"]
 CAS_PREFIX = "oscar-plugins/cas/"
 _CHUNK = 8 * 1024 * 1024
 _PART = 8 * 1024 * 1024
+_MAX_PART = 32 * 1024 * 1024
 _S3_ERRORS: Mapping[str, str] = {
     "NoSuchBucket": "bucket {bucket!r} does not exist: is the service deployed with that input/output path?",
     "NoSuchKey": "object {bucket}/{key} does not exist",
@@ -266,17 +267,19 @@ class Storage:
         """Download ``size`` bytes with parallel ranged GETs, written and hashed in order.
 
         Hashing overlaps the transfer (hashlib releases the GIL), so verification costs little time;
-        at most ``2 * max_concurrency`` parts of ``_PART`` bytes are held in memory.
+        at most ``2 * max_concurrency`` parts (8 MiB; 32 MiB parts for big files, ``max_concurrency``
+        of them) are held in memory.
         """
         from concurrent.futures import ThreadPoolExecutor
 
         digest = hashlib.sha256()
-        starts = list(range(0, size, _PART)) or [0]
+        part = min(_MAX_PART, max(_PART, -(-size // 32)))  # big files: fewer, larger ranged GETs
+        starts = list(range(0, size, part)) or [0]
 
         def get(start: int) -> bytes:
             if size == 0:
                 return b""
-            end = min(start + _PART, size) - 1
+            end = min(start + part, size) - 1
             body = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"]
             data: bytes = body.read()
             if len(data) != end - start + 1:
@@ -288,7 +291,7 @@ class Storage:
             digest.update(data)
             dest.write_bytes(data)
             return digest.hexdigest()
-        window = 2 * self.max_concurrency
+        window = self.max_concurrency if part > _PART else 2 * self.max_concurrency
         with ThreadPoolExecutor(self.max_concurrency) as pool, dest.open("wb") as fh:
             pending = [pool.submit(get, s) for s in starts[:window]]
             nxt = len(pending)
