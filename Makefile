@@ -22,9 +22,9 @@ $(STAMP_ALL): pyproject.toml | $(PY)
 install: $(STAMP_CORE)
 install-all: $(STAMP_ALL)
 
-## demo: run a use-case workflow on the embedded local OSCAR cluster
+## demo: the DT-Flood use case (CWL, model step offloaded) on the embedded local cluster
 demo: $(STAMP_CORE)
-	$(PY) -m oscar_plugins.demo
+	$(PY) examples/flood/run_demo.py
 
 ## test: lint, type-check and run the whole test suite
 test: $(STAMP_ALL) lint typecheck unit

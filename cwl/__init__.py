@@ -9,7 +9,7 @@ Built on cwltool's extension points, not a fork (see ``cwl/README.md``):
 * :class:`OscarExecutor` keeps up to ``--max-in-flight`` jobs on the cluster without a thread each;
 * :class:`OscarPathMapper` maps inputs (including ``s3://`` objects) to paths in the pod.
 
-Example::
+The console script is ``oscar-cwl`` (:func:`oscar_plugins.cwl.main.main`). Example::
 
     oscar-cwl --outdir out workflow.cwl job.yml            # every CommandLineTool on OSCAR
     oscar-cwl --offload hinted --oscar-cluster prod wf.cwl job.yml
@@ -20,7 +20,6 @@ from __future__ import annotations
 from .executor import OscarExecutor
 from .hints import NAMESPACE, OFFLOAD, OffloadHint, parse_offload_hint
 from .job import OffloadTarget, OscarCommandLineJob
-from .main import main
 from .pathmapper import OscarPathMapper
 from .tool import OscarCommandLineTool, OscarLoadingContext, OscarRuntimeContext, OscarSettings, make_tool
 
@@ -36,7 +35,6 @@ __all__ = [
     "OscarPathMapper",
     "OscarRuntimeContext",
     "OscarSettings",
-    "main",
     "make_tool",
     "parse_offload_hint",
 ]

@@ -1,0 +1,226 @@
+"""The executor: local jobs as cwltool runs them, offloaded jobs up to an in-flight limit, no thread each.
+
+Local jobs (ExpressionTools, workflow steps' bookkeeping, CommandLineTools kept local) go through
+cwltool's ``MultithreadedJobExecutor`` machinery: one at a time by default (like cwltool's default
+single-threaded executor), in parallel with local cores/RAM accounting under ``--parallel``.
+
+Offloaded jobs never count against the local machine's cores and RAM. Up to ``max_in_flight`` of
+them are on the cluster at once; each is staged and submitted by a small pool, then waits without a
+thread: the core's single poller completes its future, and a small pool collects its results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from typing import Any, cast
+
+from cwl_utils.types import CWLObjectType
+from cwltool.context import RuntimeContext
+from cwltool.errors import WorkflowException
+from cwltool.executors import TMPDIR_LOCK, MultithreadedJobExecutor
+from cwltool.job import JobBase
+from cwltool.process import Process
+from cwltool.task_queue import TaskQueue
+from cwltool.utils import JobsType
+from cwltool.workflow import Workflow
+
+from oscar_plugins import JobState
+
+from .job import OscarCommandLineJob, Submitted
+
+__all__ = ["OscarExecutor"]
+
+_logger = logging.getLogger("cwltool")
+_NOT_STARTED = (JobState.PENDING, JobState.SUSPENDED, JobState.UNKNOWN)
+
+
+class OscarExecutor(MultithreadedJobExecutor):
+    """Runs offloaded jobs on OSCAR and the rest locally.
+
+    Args:
+        max_in_flight: offloaded jobs submitted and not yet collected, at most (an I/O knob).
+        parallel: run local jobs in parallel (cwltool's ``--parallel``).
+        parallel_max: cwltool's ``--parallel-max`` (local jobs only).
+        io_workers: threads that stage/submit, and threads that collect (each pool).
+        start_timeout: seconds an offloaded job may stay Pending before it is cancelled and failed
+            (0: wait for ever; a job whose image cannot be pulled stays Pending on OSCAR).
+    """
+
+    def __init__(self, max_in_flight: int = 64, *, parallel: bool = False, parallel_max: int = 0,
+                 io_workers: int = 8, start_timeout: float = 0) -> None:
+        super().__init__(max_parallel=parallel_max)
+        self.max_in_flight = max(1, max_in_flight)
+        self.parallel = parallel
+        self.io_workers = max(1, io_workers)
+        self._waiting: deque[tuple[OscarCommandLineJob, RuntimeContext]] = deque()
+        self._remote = 0
+        self.start_timeout = start_timeout
+        self._active: dict[int, Submitted] = {}
+        self._submit_pool: ThreadPoolExecutor | None = None
+        self._collect_pool: ThreadPoolExecutor | None = None
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run_jobs(self, process: Process, job_order_object: CWLObjectType, logger: logging.Logger,
+                 runtime_context: RuntimeContext) -> None:
+        local_threads = math.ceil(self.max_cores) if self.parallel else 1
+        self.taskqueue = TaskQueue(threading.Lock(), local_threads)
+        self._submit_pool = ThreadPoolExecutor(self.io_workers, thread_name_prefix="oscar-cwl-submit")
+        self._collect_pool = ThreadPoolExecutor(self.io_workers, thread_name_prefix="oscar-cwl-collect")
+        lock = runtime_context.workflow_eval_lock
+        if lock is None:
+            raise WorkflowException("runtimeContext.workflow_eval_lock must not be None")
+        try:
+            self._init_provenance(process, runtime_context)
+            jobiter = process.job(job_order_object, self.output_callback, runtime_context)
+            with lock:
+                for job in jobiter:
+                    if job is not None:
+                        ctx = self._provenance(process, job, job_order_object, runtime_context)
+                        if runtime_context.validate_only:
+                            self._print_valid(job, runtime_context)
+                            return
+                        self._dispatch(job, ctx)
+                    elif self._busy():
+                        self.wait_for_next_completion(runtime_context)
+                        self._expire_pending()
+                        if self.parallel:
+                            self.run_job(None, runtime_context)
+                    else:
+                        logger.error("Workflow cannot make any more progress.")
+                        break
+                    self._launch()
+                self._launch()
+                while self._busy():
+                    self.wait_for_next_completion(runtime_context)
+                    self._expire_pending()
+                    self._launch()
+                    if self.parallel:
+                        self.run_job(None, runtime_context)
+        finally:
+            for pool in (self._submit_pool, self._collect_pool):
+                pool.shutdown(wait=False, cancel_futures=True)
+            self.taskqueue.drain()
+            self.taskqueue.join()
+
+    def _busy(self) -> bool:
+        return bool(self.taskqueue.in_flight > 0 or self._remote > 0 or self._waiting or self.pending_jobs)
+
+    def _dispatch(self, job: JobsType, ctx: RuntimeContext) -> None:
+        if isinstance(job, JobBase):
+            job.builder = ctx.builder or job.builder
+            if job.outdir:
+                self.output_dirs.add(job.outdir)
+        if isinstance(job, OscarCommandLineJob):
+            self._waiting.append((job, ctx))
+        elif self.parallel:
+            self.run_job(job, ctx)  # cwltool's greedy local resource accounting
+        else:
+            if isinstance(job, JobBase):  # keep _runner's release of resources balanced
+                self.allocated_ram += job.builder.resources["ram"]
+                self.allocated_cores += job.builder.resources["cores"]
+            self.taskqueue.add(functools.partial(self._runner, job, ctx, TMPDIR_LOCK), ctx.workflow_eval_lock)
+
+    # -- offloaded jobs ----------------------------------------------------------------------------
+    def _launch(self) -> None:
+        """Start waiting offloaded jobs while fewer than ``max_in_flight`` are out (lock held)."""
+        while self._waiting and self._remote < self.max_in_flight:
+            job, ctx = self._waiting.popleft()
+            self._remote += 1
+            assert self._submit_pool is not None  # set in run_jobs
+            self._submit_pool.submit(self._start, job, ctx)
+
+    def _start(self, job: OscarCommandLineJob, ctx: RuntimeContext) -> None:
+        try:
+            submitted = job.start(ctx, TMPDIR_LOCK)
+        except BaseException as exc:
+            self._failed(exc, ctx)
+            return
+        if submitted is None:
+            self._done(ctx)
+            return
+        pool = self._collect_pool
+        with cast(threading.Condition, ctx.workflow_eval_lock):
+            self._active[id(submitted)] = submitted
+
+        def collect(_fut: Future[Any]) -> None:
+            try:
+                assert pool is not None
+                pool.submit(self._finish, job, ctx, submitted)
+            except RuntimeError:  # the run is being torn down (interrupt): nothing to collect
+                self._done(ctx)
+
+        submitted.job.future.add_done_callback(collect)
+
+    def _finish(self, job: OscarCommandLineJob, ctx: RuntimeContext, submitted: Submitted) -> None:
+        with cast(threading.Condition, ctx.workflow_eval_lock):
+            self._active.pop(id(submitted), None)
+        try:
+            job.finish(ctx, submitted)
+        except BaseException as exc:
+            self._failed(exc, ctx)
+            return
+        self._done(ctx)
+
+    def _expire_pending(self) -> None:
+        """Cancel offloaded jobs that have not started within ``start_timeout`` (lock held)."""
+        if self.start_timeout <= 0:
+            return
+        now = time.time()
+        for submitted in list(self._active.values()):
+            job = submitted.job
+            if job.state in _NOT_STARTED and now - job.submitted_at > self.start_timeout and not job.future.done():
+                submitted.expired = self.start_timeout
+                self._active.pop(id(submitted), None)
+                submitted.session.cancel([job])
+                with contextlib.suppress(InvalidStateError):  # the poller may have just finished it
+                    job.future.set_result(job)  # hands it to _finish, which reports the failure
+
+    def _failed(self, exc: BaseException, ctx: RuntimeContext) -> None:
+        _logger.error("Got workflow error: %s", exc, exc_info=ctx.debug)
+        err = exc if isinstance(exc, WorkflowException) else WorkflowException(str(exc))
+        with cast(threading.Condition, ctx.workflow_eval_lock):
+            self.exceptions.append(err)
+        self._done(ctx)
+
+    def _done(self, ctx: RuntimeContext) -> None:
+        with cast(threading.Condition, ctx.workflow_eval_lock):
+            self._remote -= 1
+            cast(threading.Condition, ctx.workflow_eval_lock).notify_all()
+
+    # -- what SingleJobExecutor does per job and MultithreadedJobExecutor does not ----------------
+    def _init_provenance(self, process: Process, runtime_context: RuntimeContext) -> None:
+        if isinstance(process, Workflow) or runtime_context.research_obj is None:
+            return
+        process.provenance_object = runtime_context.research_obj.initialize_provenance(
+            full_name=runtime_context.cwl_full_name, host_provenance=runtime_context.prov_host,
+            user_provenance=runtime_context.prov_user, orcid=runtime_context.orcid,
+            run_uuid=runtime_context.research_obj.ro_uuid, fsaccess=runtime_context.make_fs_access(""))
+        process.parent_wf = process.provenance_object
+
+    def _provenance(self, process: Process, job: JobsType, job_order_object: CWLObjectType,
+                    runtime_context: RuntimeContext) -> RuntimeContext:
+        if runtime_context.research_obj is None:
+            return runtime_context
+        prov_obj = process.provenance_object if not isinstance(process, Workflow) else getattr(job, "prov_obj", None)
+        if not prov_obj:
+            return runtime_context
+        ctx = runtime_context.copy()
+        ctx.prov_obj = prov_obj
+        prov_obj.fsaccess = runtime_context.make_fs_access("")
+        prov_obj.evaluate(process, job, job_order_object, runtime_context.research_obj)
+        ctx.process_run_id = prov_obj.record_process_start(process, job)
+        return ctx
+
+    @staticmethod
+    def _print_valid(job: JobsType, runtime_context: RuntimeContext) -> None:
+        from cwltool.workflow_job import WorkflowJob
+
+        name = job.tool.lc.filename if isinstance(job, WorkflowJob) else getattr(job, "name", str(job))
+        print(f"{name} is valid CWL. No errors detected in the inputs.", file=runtime_context.validate_stdout)

@@ -1,0 +1,213 @@
+"""oscar-cwl end to end on the embedded local cluster, compared with plain ``cwltool --no-container``."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import BIN, DATA, normalize
+
+pytestmark = pytest.mark.slow
+
+
+def _same_as_cwltool(oscar_cwl, cwltool, *args: str) -> dict:
+    ours = oscar_cwl(*args)
+    ref = cwltool(*args)
+    assert ref.code == 0, ref.stderr
+    assert ours.code == 0, ours.stderr
+    assert "submitted to OSCAR" in ours.stderr
+    assert normalize(ours.out) == normalize(ref.out)
+    return ours.out
+
+
+def test_scatter_branches_keep_their_own_outputs(oscar_cwl, cwltool):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    out = _same_as_cwltool(oscar_cwl, cwltool, "scatter-wf.cwl", *[a for w in words for a in ("--items", w)])
+    contents = [Path(f["path"]).read_text() for f in out["results"]]
+    assert contents == [w.upper() + "\n" for w in words]  # every branch wrote out.txt, none overwrote another
+
+
+def test_stdout_and_stderr_are_kept_apart(oscar_cwl, cwltool):
+    out = _same_as_cwltool(oscar_cwl, cwltool, "streams.cwl", "--text", "hello")
+    assert Path(out["out"]["path"]).read_text() == "out:hello\n"
+    assert Path(out["err"]["path"]).read_text() == "err:hello\n"
+    assert out["where"] is True  # $(runtime.outdir) is the working directory in the pod
+
+
+def test_env_var_requirement_with_expressions(oscar_cwl, cwltool):
+    out = _same_as_cwltool(oscar_cwl, cwltool, "env.cwl", "--name", "world")
+    lines = Path(out["out"]["path"]).read_text().splitlines()
+    assert lines[0] == "hello world" and lines[-2:] == ["home-ok", "tmp-ok"]
+
+
+def test_initial_workdir_expressions_are_evaluated(oscar_cwl, cwltool):
+    out = _same_as_cwltool(oscar_cwl, cwltool, "iwd.cwl", "--name", "cfg", "--count", "21", "--data", "data.txt",
+                           "--extra", "extra.txt")
+    assert Path(out["conf"]["path"]).read_text() == "name=cfg\ncount=42\n"
+    assert Path(out["writable"]["path"]).read_text() == "first line\nappended\n"
+    assert (DATA / "extra.txt").read_text() == "first line\n"  # a writable copy, not the original
+
+
+def test_directories_in_and_out(oscar_cwl, cwltool):
+    out = _same_as_cwltool(oscar_cwl, cwltool, "dir.cwl", "--dir", "indir")
+    result = Path(out["result"]["path"])
+    assert (result / "listing.txt").read_text() == "./a.txt\n./sub/b.txt\n"
+    assert (result / "empty").is_dir() and (result / "link.txt").is_symlink()
+
+
+@pytest.mark.parametrize(("code", "ok"), [(0, True), (5, True), (3, False), (1, False)])
+def test_exit_codes_follow_success_and_permanent_fail_codes(oscar_cwl, code, ok):
+    run = oscar_cwl("fail.cwl", "--code", str(code))
+    assert run.code == (0 if ok else 1), run.stderr
+    if not ok:
+        assert "completed permanentFail" in run.stderr and f"exited with status: {code}" in run.stderr
+    assert "exiting" in run.stderr  # the tool's uncaptured stderr reaches ours
+    assert "Traceback" not in run.stderr
+
+
+def test_offload_hinted_keeps_light_steps_local(oscar_cwl, cwltool):
+    ours = oscar_cwl("--offload", "hinted", "mixed-wf.cwl", "--name", "flood")
+    ref = cwltool("mixed-wf.cwl", "--name", "flood")
+    assert ours.code == 0, ours.stderr
+    assert normalize(ours.out) == normalize(ref.out)
+    assert re.findall(r"\[job (\w+)\] submitted to OSCAR", ours.stderr) == ["heavy"]
+    assert Path(ours.out["out"]["path"]).read_text() == "FLOOD-PREPARED\n"
+
+
+def test_cachedir_reuses_offloaded_results(oscar_cwl, tmp_path):
+    first = oscar_cwl("--cachedir", str(tmp_path / "cache"), "cat.cwl", "--file", "data.txt", outdir="a")
+    second = oscar_cwl("--cachedir", str(tmp_path / "cache"), "cat.cwl", "--file", "data.txt", outdir="b")
+    assert first.code == 0 and second.code == 0, second.stderr
+    assert "submitted to OSCAR" in first.stderr
+    assert "Using cached output" in second.stderr and "submitted to OSCAR" not in second.stderr
+    assert normalize(first.out) == normalize(second.out)
+
+
+def test_missing_input_file_is_a_clean_error(oscar_cwl):
+    run = oscar_cwl("cat.cwl", "--file", "no-such-file.txt")
+    assert run.code == 1
+    assert "no-such-file.txt" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_invalid_document_is_a_clean_error(oscar_cwl, tmp_path):
+    bad = tmp_path / "bad.cwl"
+    bad.write_text("cwlVersion: v1.2\nclass: CommandLineTool\ninputs: {x: {type: nosuchtype}}\noutputs: []\n")
+    run = oscar_cwl(str(bad))
+    assert run.code == 1
+    assert "Tool definition failed validation" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unsupported_docker_feature_exits_33(oscar_cwl, tmp_path):
+    tool = tmp_path / "dockerfile.cwl"
+    tool.write_text("cwlVersion: v1.2\nclass: CommandLineTool\nrequirements:\n  DockerRequirement:\n"
+                    "    dockerFile: 'FROM alpine'\n    dockerImageId: custom\ninputs: []\noutputs: []\n"
+                    "baseCommand: 'true'\n")
+    run = oscar_cwl(str(tool))
+    assert run.code == 33, run.stderr
+    assert "dockerFile" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_cluster_that_refuses_is_a_clean_error(oscar_cwl):
+    run = oscar_cwl("cat.cwl", "--file", "data.txt", env={"OSCAR_PASSWORD": "wrong"})
+    assert run.code == 1
+    assert "could not be submitted to OSCAR" in run.stderr and "Traceback" not in run.stderr
+    assert "wrong" not in run.stderr.replace("wrong password", "")  # the secret itself is never shown
+
+
+def test_s3_inputs_are_fetched_in_the_pod(oscar_cwl, client, tmp_path):
+    storage = client.storage
+    storage.client.create_bucket(Bucket="cwl-inputs")
+    storage.client.put_object(Bucket="cwl-inputs", Key="in/data.txt", Body=b"from the object store\n")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"file": {"class": "File", "location": "s3://cwl-inputs/in/data.txt"}}))
+    run = oscar_cwl("cat.cwl", str(job))
+    assert run.code == 0, run.stderr
+    assert Path(run.out["out"]["path"]).read_text() == "from the object store\n"
+
+
+def test_provenance_and_parallel_options_work(oscar_cwl, tmp_path):
+    run = oscar_cwl("--parallel", "--provenance", str(tmp_path / "ro"), "scatter-wf.cwl", "--items", "a",
+                    "--items", "b")
+    assert run.code == 0, run.stderr
+    assert (tmp_path / "ro" / "metadata" / "provenance" / "primary.cwlprov.provn").is_file()
+    assert len(run.out["results"]) == 2
+
+
+def test_sigterm_cancels_jobs_in_flight(cluster_env, client, tmp_path):
+    sleeper = tmp_path / "sleep.cwl"
+    sleeper.write_text("cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: [sleep, '120']\ninputs: []\n"
+                       "outputs: []\n")
+    proc = subprocess.Popen([str(BIN / "oscar-cwl"), "--outdir", str(tmp_path / "o"), str(sleeper)], cwd=DATA,
+                            env=cluster_env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    service = job = None
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        m = re.search(r"submitted to OSCAR cluster '[^']+' as ([\w-]+)/([\w-]+)", line)
+        if m:
+            service, job = m.groups()
+            break
+        assert time.monotonic() < deadline
+    assert service and job
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 15
+    assert "cancelled 1 OSCAR job(s) in flight" in rest
+    assert job not in client.list_jobs(service)
+
+
+def test_an_image_that_cannot_be_used_is_a_clean_error(oscar_cwl, tmp_path):
+    tool = tmp_path / "badimage.cwl"
+    tool.write_text("cwlVersion: v1.2\nclass: CommandLineTool\nrequirements:\n  DockerRequirement:\n"
+                    "    dockerPull: 'not an image'\ninputs: []\noutputs: []\nbaseCommand: 'true'\n")
+    run = oscar_cwl(str(tool))
+    assert run.code == 1
+    assert "could not be submitted to OSCAR" in run.stderr and "image" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_job_that_never_starts_is_cancelled_after_the_start_timeout(oscar_cwl, tmp_path):
+    # Two branches that each need the whole (2-core) local cluster: the second stays Pending.
+    (tmp_path / "big.cwl").write_text("""\
+cwlVersion: v1.2
+class: CommandLineTool
+$namespaces: {oscar: "https://oscar-plugins.readthedocs.io/cwl#"}
+hints:
+  oscar:Offload: {cpu: "2"}
+inputs:
+  seconds: {type: int, inputBinding: {}}
+outputs: []
+baseCommand: sleep
+""")
+    (tmp_path / "wf.cwl").write_text("""\
+cwlVersion: v1.2
+class: Workflow
+requirements: {ScatterFeatureRequirement: {}}
+inputs: {seconds: "int[]"}
+outputs: []
+steps:
+  big: {run: big.cwl, scatter: seconds, in: {seconds: seconds}, out: []}
+""")
+    run = oscar_cwl("--oscar-start-timeout", "4", str(tmp_path / "wf.cwl"), "--seconds", "12", "--seconds", "12",
+                    timeout=180)
+    assert run.code == 1, run.stderr
+    assert "did not start within 4 s and was cancelled" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_concurrent_runs_share_a_new_runner_service(cluster_env, tmp_path):
+    # Both runs find the service missing and create it at the same moment; both must succeed.
+    image = f"example.org/race:{time.time_ns()}"
+    procs = [subprocess.Popen([str(BIN / "oscar-cwl"), "--quiet", "--oscar-image", image, "--outdir",
+                               str(tmp_path / f"o{i}"), "cat.cwl", "--file", "data.txt"], cwd=DATA, env=cluster_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0, err
+        assert json.loads(out)["out"]["basename"] == "copy.txt"
