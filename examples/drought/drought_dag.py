@@ -1,12 +1,19 @@
-"""Drought early warning, small but real: the SPI of every tile of a region, computed on OSCAR.
+"""Drought early warning for an Alpine region: SPI and SPEI per tile and a surrogate forecaster, on OSCAR.
 
-1. ``make_precipitation`` writes synthetic monthly precipitation (30 years, one ``.npy`` per tile;
-   a dry spell is imposed on some tiles in the last months).
-2. ``deploy_spi_service`` deploys the OSCAR service of ``spi_service.yaml`` (idempotent).
-3. ``spi_per_tile`` submits one asynchronous OSCAR job per tile (inputs staged through the service's
-   bucket), waits in the triggerer (deferrable: no worker slot held), copies each job's log into the
-   task log and collects the verified outputs.
-4. ``drought_report`` classifies each tile's latest SPI (McKee classes) and writes ``report.json``.
+Mirrors EURAC's Alpine drought digital twin at a small scale (see README.md):
+
+1. ``prepare_climate`` (local) writes synthetic monthly precipitation and temperature with Alpine
+   seasonality (``steps/climate.py``): one ``tile_NN.npz`` per tile, and ``region.json``.
+2. ``deploy_services`` deploys the two OSCAR services of ``drought_services.yaml`` (idempotent).
+3. ``indices_per_tile`` submits one OSCAR job per tile (service ``drought-spi``, script ``indices.sh``
+   running ``steps/indices.py``, shipped with the tile): SPI and SPEI, fitted on the reference period. The
+   jobs are waited for in the triggerer (deferrable: no worker slot held); their logs are copied into
+   the task log.
+4. ``forecaster`` runs one OSCAR job (service ``drought-forecast``, ``steps/forecast.py``) that trains a
+   ridge-regression surrogate on every tile's indices, verifies it against persistence and forecasts
+   the next month.
+5. ``warning_map`` (local, ``steps/warning_map.py``) draws the drought-warning map (PNG), writes the
+   summary table (CSV) and ``report.json``, prints both and the physical checks; it fails when a check fails.
 
 Run it on the embedded local cluster::
 
@@ -15,33 +22,33 @@ Run it on the embedded local cluster::
     airflow db migrate && airflow dags test drought_spi
 
 Point ``oscar_default`` at a real OSCAR cluster instead (host + login/password or an OIDC token) to run
-the same DAG there.
+the same DAG there. Outputs go to ``<data_dir>/<run id>/``.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
 from oscar_plugins.airflow.operators import OscarDeployServiceOperator, OscarSubmitJobOperator
 
-#: McKee et al. (1993) SPI classes, from the driest.
-CLASSES = [(-2.0, "extreme drought"), (-1.5, "severe drought"), (-1.0, "moderate drought"),
-           (1.0, "near normal"), (1.5, "moderately wet"), (2.0, "very wet"), (float("inf"), "extremely wet")]
+STEPS = Path(__file__).resolve().parent / "steps"
 
 
-def classify(spi: float) -> str:
-    """The McKee class of an SPI value."""
-    for upper, label in CLASSES:
-        if spi <= upper if upper < 0 else spi < upper:
-            return label
-    return CLASSES[-1][1]
+def step(name: str) -> ModuleType:
+    """A step script of ``steps/`` as a module (the local tasks call them in-process)."""
+    spec = importlib.util.spec_from_file_location(f"drought_step_{name}", STEPS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_folder(params: dict[str, Any], run_id: str) -> Path:
@@ -49,41 +56,35 @@ def run_folder(params: dict[str, Any], run_id: str) -> Path:
 
 
 @task(multiple_outputs=True)
-def make_precipitation(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """Synthetic precipitation: seasonal gamma-distributed monthly totals, some dry months, a dry spell."""
-    import numpy as np
-
+def prepare_climate(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Synthetic gridded climate, one file per tile; each index job gets its tile and the step's code."""
     folder = run_folder(params, run_id)
-    (folder / "precip").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(int(params["seed"]))
-    months, size = 12 * int(params["years"]), int(params["tile_size"])
-    season = 60 + 40 * np.sin(2 * np.pi * (np.arange(months) % 12) / 12)
-    tiles = []
-    for t in range(int(params["tiles"])):
-        precip = rng.gamma(2.0, season[:, None, None] / 2.0, size=(months, size, size))
-        precip[rng.random(precip.shape) < 0.03] = 0.0
-        dryness = 1.0 - 0.8 * t / max(1, int(params["tiles"]) - 1)  # tile 0 normal ... last tile very dry
-        precip[-6:] *= dryness
-        path = folder / "precip" / f"tile_{t:02d}.npy"
-        np.save(path, precip.astype("float32"))
-        tiles.append(str(path))
-    return {"tiles": tiles, "spi_dir": str(folder / "spi"), "folder": str(folder)}
+    climate = folder / "climate"
+    step("climate").main(["--tiles", str(params["tiles"]), "--tile-size", str(params["tile_size"]),
+                          "--years", str(params["years"]), "--end-month", str(params["end_month"]),
+                          "--seed", str(params["seed"]), "--out-dir", str(climate)])
+    tiles = sorted(str(p) for p in climate.glob("tile_*.npz"))
+    return {"index_jobs": [[tile, str(STEPS / "indices.py")] for tile in tiles], "region": str(climate / "region.json"),
+            "indices_dir": str(folder / "indices"), "forecast_dir": str(folder / "forecast"), "folder": str(folder)}
 
 
 @task
-def drought_report(outputs: list[str], folder: str) -> dict[str, Any]:
-    """Per tile: the latest SPI, its class and the drought area; plus a sanity check of the fit."""
-    report: dict[str, Any] = {"tiles": {}}
-    for path in sorted(p for p in outputs if Path(p).name.startswith("summary_")):
-        s = json.loads(Path(path).read_text())
-        report["tiles"][s["tile"]] = {"latest_mean_spi": s["latest_mean_spi"], "class": classify(s["latest_mean_spi"]),
-                                      "drought_area": s["latest_drought_fraction"],
-                                      "spi_mean": s["all_mean_spi"], "spi_std": s["all_std_spi"]}
-    report["tiles_in_drought"] = sorted(t for t, v in report["tiles"].items() if v["latest_mean_spi"] <= -1.0)
-    Path(folder, "report.json").write_text(json.dumps(report, indent=1))
-    for tile, values in report["tiles"].items():
-        print(f"{tile}: SPI {values['latest_mean_spi']:+.2f} ({values['class']}), "
-              f"{100 * values['drought_area']:.0f}% of the tile in drought")
+def forecast_inputs(index_outputs: list[str]) -> list[str]:
+    """The forecaster's one job: its code and the indices of every tile."""
+    return [str(STEPS / "forecast.py"), *sorted(p for p in index_outputs if Path(p).name.startswith("indices_"))]
+
+
+@task
+def warning_map(region: str, index_outputs: list[str], forecast_outputs: list[str], folder: str) -> dict[str, Any]:
+    """Map, table and checks (local); the report is the task's XCom."""
+    import json
+
+    code = step("warning_map").main(["--region", region, "--forecast", *forecast_outputs,
+                                     "--indices", *index_outputs, "--out-dir", folder])
+    report: dict[str, Any] = json.loads(Path(folder, "report.json").read_text())
+    if code != 0:
+        failed = [c["name"] for c in report["checks"] if not c["ok"]]
+        raise RuntimeError(f"physical checks failed: {failed}; see {folder}/report.json")
     return report
 
 
@@ -95,25 +96,35 @@ with DAG(
     tags=["oscar", "drought", "example"],
     doc_md=__doc__,
     params={
-        "tiles": Param(4, type="integer", minimum=1, maximum=64),
-        "tile_size": Param(16, type="integer", minimum=1),
-        "years": Param(30, type="integer", minimum=3),
-        "scale": Param(3, type="integer", enum=[1, 3, 6, 12]),
+        "tiles": Param(6, type="integer", minimum=1, maximum=64, description="tiles (laid out nearly square)"),
+        "tile_size": Param(20, type="integer", minimum=2, description="5 km cells per tile side"),
+        "years": Param(35, type="integer", minimum=5, description="of monthly data from January 1991"),
+        "end_month": Param(8, type="integer", minimum=1, maximum=12, description="last month of the record"),
+        "scale": Param(3, type="integer", enum=[1, 3, 6, 12], description="index accumulation, months"),
         "seed": Param(7, type="integer"),
         "data_dir": Param(str(Path(tempfile.gettempdir()) / "oscar-drought"), type="string"),
     },
 ):
-    precip = make_precipitation()
-    deploy = OscarDeployServiceOperator(task_id="deploy_spi_service", fdl="spi_service.yaml")
-    spi = OscarSubmitJobOperator(
-        task_id="spi_per_tile",
+    prep = prepare_climate()
+    deploy = OscarDeployServiceOperator(task_id="deploy_services", fdl="drought_services.yaml")
+    indices = OscarSubmitJobOperator(
+        task_id="indices_per_tile",
         service_name="drought-spi",
-        inputs=precip["tiles"],
+        inputs=prep["index_jobs"],
         one_job_per_input=True,
         environment={"SPI_SCALE": "{{ params.scale }}"},
-        output_dir=precip["spi_dir"],
+        output_dir=prep["indices_dir"],
         deferrable=True,
         poll_interval=2.0,
     )
-    deploy >> spi
-    drought_report(spi.output, precip["folder"])
+    forecaster = OscarSubmitJobOperator(
+        task_id="forecaster",
+        service_name="drought-forecast",
+        inputs=forecast_inputs(indices.output),
+        output_dir=prep["forecast_dir"],
+        deferrable=True,
+        poll_interval=2.0,
+    )
+    deploy >> indices
+    deploy >> forecaster
+    warning_map(prep["region"], indices.output, forecaster.output, prep["folder"])
