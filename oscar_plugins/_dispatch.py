@@ -185,7 +185,7 @@ class Dispatcher:
         for rec in status.outputs:
             target = dest / rec.path
             storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
-                             overwrite=overwrite)
+                             overwrite=overwrite, inline=rec.inline)
             paths.append(target)
         return JobResult(0, job, outputs=paths, exit_code=status.exit_code)
 

@@ -6,7 +6,8 @@ library therefore installs ``wrapper.sh`` around the scripts of services it depl
 * runs the user's script unchanged with ``/bin/sh``;
 * for async jobs, points ``$TMP_OUTPUT_DIR`` at ``<output>/<job name>/`` so concurrent jobs never
   collide, and writes ``.oscar-plugins-status`` there: ``exit=<code>`` and one
-  ``file <size> <sha256> <path>`` line per output, used to verify downloads;
+  ``file <size> <sha256> <path>`` line per output, used to verify downloads, each small output
+  (<= 16 KiB, 48 KiB a job) followed by ``inline <base64 content>`` so it needs no download;
 * for sync runs, prints ``oscar-plugins: script exited with code N`` and, on failure, removes the
   outputs so the response body is the log;
 * reads a *manifest* input (below) to fetch several or large staged inputs and set variables.
@@ -122,6 +123,8 @@ class OutputRecord:
     size: int
     sha256: str | None
     path: str
+    #: The content, when the wrapper put it in the status file (small outputs); still to be verified.
+    inline: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,4 +149,11 @@ def parse_status(text: str) -> JobStatusFile:
             parts = line.split(" ", 3)
             if len(parts) == 4 and parts[1].isdigit():
                 outputs.append(OutputRecord(int(parts[1]), None if parts[2] == "-" else parts[2], parts[3]))
+        elif line.startswith("inline ") and outputs and outputs[-1].inline is None:
+            try:
+                data = base64.b64decode(line[7:].strip(), validate=True)
+            except ValueError:
+                continue  # damaged: the output is downloaded instead
+            last = outputs[-1]
+            outputs[-1] = OutputRecord(last.size, last.sha256, last.path, data)
     return JobStatusFile(exit_code, outputs)

@@ -51,10 +51,17 @@ echo "oscar-plugins: script exited with code $op_rc"
 if [ -n "${JOB_UUID:-}" ]; then
   {
     echo "exit=$op_rc"
-    (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status | while IFS= read -r f; do
+    # Small outputs also ride inline (base64) so a client collects such a job with one GET.
+    (cd "$op_job_out" && op_inline=0 && find . -type f ! -name .oscar-plugins-status | while IFS= read -r f; do
        f=${f#./}
        if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum "$f" | cut -d' ' -f1); else s=-; fi
-       printf 'file %s %s %s\n' "$(wc -c < "$f" | tr -d ' ')" "$s" "$f"
+       n=$(wc -c < "$f" | tr -d ' ')
+       printf 'file %s %s %s\n' "$n" "$s" "$f"
+       if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
+          op_b64=$(base64 < "$f" 2>/dev/null | tr -d '\n') && [ -n "$op_b64" ]; then
+         printf 'inline %s\n' "$op_b64"
+         op_inline=$((op_inline + n))
+       fi
      done)
   } > "$op_work/status"
   mv "$op_work/status" "$op_job_out/.oscar-plugins-status"

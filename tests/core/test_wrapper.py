@@ -65,6 +65,25 @@ def test_async_job_outputs_per_job_with_status(tmp_path):
     assert 'quotes "$HOME" and \\backslashes' in proc.stdout  # the user's script ran unchanged
 
 
+def test_small_outputs_ride_inline_in_the_status(tmp_path):
+    script = ('printf small > "$TMP_OUTPUT_DIR/small"; head -c 20000 /dev/zero > "$TMP_OUTPUT_DIR/big"; '
+              ': > "$TMP_OUTPUT_DIR/empty"; '
+              'for i in 1 2 3 4; do head -c 16000 /dev/urandom > "$TMP_OUTPUT_DIR/r$i"; done')
+    proc, out = _run(tmp_path, wrap_script(script), b"x", "job-i")
+    assert proc.returncode == 0, proc.stderr
+    recs = {r.path: r for r in parse_status((out / "job-i" / STATUS_FILE).read_text()).outputs}
+    assert recs["small"].inline == b"small"
+    assert recs["big"].inline is None and recs["empty"].inline is None  # over 16 KiB; nothing to carry
+    randoms = [recs[f"r{i}"] for i in range(1, 5)]
+    assert [r.inline == (out / "job-i" / r.path).read_bytes() for r in randoms].count(True) == 3  # 48 KiB a job
+    assert all(r.inline is None for r in randoms if r.inline != (out / "job-i" / r.path).read_bytes())
+
+
+def test_damaged_inline_line_is_ignored():
+    status = parse_status("exit=0\nfile 5 abc x\ninline !!notbase64\nfile 1 def y\ninline eQ==\n")
+    assert [(r.path, r.inline) for r in status.outputs] == [("x", None), ("y", b"y")]
+
+
 def test_async_failure_recorded(tmp_path):
     proc, out = _run(tmp_path, wrap_script(USER_SCRIPT), b"x", "job-b", {"EXIT_WITH": "3", "GREETING": "g"})
     assert parse_status((out / "job-b" / STATUS_FILE).read_text()).exit_code == 3

@@ -65,3 +65,17 @@ def test_partial_download_never_replaces_a_good_file(client, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "result.bin"]  # no partial files left behind
     st.download("faults-dl", "out/x", good, size=9, sha256=hashlib.sha256(b"new bytes").hexdigest(), overwrite=True)
     assert good.read_bytes() == b"new bytes"
+
+
+def test_inline_output_is_verified_before_use(client, tmp_path):
+    client.ensure_service(_service("faults-dl"))
+    st = client.storage
+    st.client.put_object(Bucket="faults-dl", Key="out/y", Body=b"object")
+    sha = hashlib.sha256(b"object").hexdigest()
+    damaged = tmp_path / "damaged"
+    st.download("faults-dl", "out/y", damaged, size=6, sha256=sha, inline=b"objekt")  # fails the check: GET
+    assert damaged.read_bytes() == b"object"
+    carried = tmp_path / "carried"  # a verified inline copy needs no GET (the stored object differs here)
+    st.client.put_object(Bucket="faults-dl", Key="out/y", Body=b"OBJECT")
+    st.download("faults-dl", "out/y", carried, size=6, sha256=sha, inline=b"object")
+    assert carried.read_bytes() == b"object"
