@@ -72,9 +72,19 @@ def parse_job_list(body: Any) -> tuple[dict[str, JobInfo], str | None]:
     return {str(k): dict(v or {}) for k, v in body.items() if isinstance(v, dict)}, None
 
 
+#: Job names count milliseconds DOWN from here, so that newer names sort first (see new_job_name).
+_NAME_EPOCH_MS = 16**11 - 1
+
+
 def new_job_name(service: str) -> str:
-    """A unique, valid job name: ``<service>-<12 hex>`` (<= 52 characters)."""
-    return f"{service}-{uuid.uuid4().hex[:12]}"
+    """A unique, valid job name: ``<service>-<11 hex: time, descending><6 hex: random>`` (<= 57 characters).
+
+    OSCAR lists a service's jobs in name order (Kubernetes lists by key; the local cluster does the same),
+    70 a page. Names that sort newest first put the jobs still running on the first pages and the old,
+    finished ones (kept 30 days) at the end, so the poller's early stop reads only the pages it needs.
+    """
+    countdown = _NAME_EPOCH_MS - time.time_ns() // 1_000_000
+    return f"{service}-{countdown:011x}{uuid.uuid4().hex[:6]}"
 
 
 class OscarClient:
@@ -124,6 +134,8 @@ class OscarClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._storage is not None:
+            self._storage.close()
 
     # -- transport ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:

@@ -8,18 +8,18 @@ Header-signed requests and presigned (query-signed) URLs are supported; Signatur
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
+
+from .._sigv4 import ALGORITHM, EMPTY_SHA256, canonical_query, canonical_uris
+from .._sigv4 import signature as _signature
 
 __all__ = ["SignatureProblem", "canonical_query", "canonical_uris", "verify"]
 
-ALGORITHM = "AWS4-HMAC-SHA256"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _MAX_SKEW = timedelta(minutes=15)
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+),\s*SignedHeaders=(?P<headers>[^,\s]+),"
@@ -33,41 +33,6 @@ class SignatureProblem:
 
     code: str
     message: str
-
-
-def canonical_query(query_string: str, drop: str | None = None) -> str:
-    """Return the canonical query string (sorted, each name and value URI-encoded once)."""
-    pairs = []
-    for item in query_string.split("&"):
-        if not item:
-            continue
-        name, _, value = item.partition("=")
-        name, value = unquote(name), unquote(value)
-        if name == drop:
-            continue
-        pairs.append((quote(name, safe="-_.~"), quote(value, safe="-_.~")))
-    return "&".join(f"{n}={v}" for n, v in sorted(pairs))
-
-
-def canonical_uris(raw_path: str) -> list[str]:
-    """Candidate canonical URIs: the path as sent, and the path re-encoded by the S3 rules."""
-    reencoded = quote(unquote(raw_path), safe="/~")
-    return [raw_path] if reencoded == raw_path else [raw_path, reencoded]
-
-
-def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = ("AWS4" + secret).encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
-
-def _signature(secret: str, scope: list[str], amz_date: str, canonical_request: str) -> str:
-    string_to_sign = "\n".join(
-        [ALGORITHM, amz_date, "/".join(scope), hashlib.sha256(canonical_request.encode()).hexdigest()]
-    )
-    key = _signing_key(secret, scope[0], scope[1], scope[2])
-    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _parse_time(amz_date: str) -> datetime | None:

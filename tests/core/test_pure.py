@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from oscar_plugins import (
@@ -42,9 +44,13 @@ def test_job_states_tolerate_surprises():
     assert JobState.LOST.terminal and not JobState.SUSPENDED.terminal
 
 
-def test_job_names_valid():
+def test_job_names_valid_and_newest_first():
     name = new_job_name("a" * 39)
     assert job_name_problem(name) is None and len(name) <= 63
+    older = new_job_name("svc")
+    time.sleep(0.002)
+    newer = new_job_name("svc")
+    assert newer < older  # the job list (name order) shows the newest jobs first
 
 
 def test_free_capacity_both_shapes():
@@ -70,3 +76,29 @@ def test_error_mapping_and_redaction():
 def test_every_error_says_what_happened(status):
     err = error_for_response(status, "POST /system/services", "detail", cluster="prod")
     assert "prod" in str(err) and str(status) in str(err) and "detail" in str(err)
+
+
+def test_sigv4_signer_matches_aws_examples_and_the_local_verifier():
+    from datetime import datetime, timezone
+
+    from oscar_plugins._sigv4 import EMPTY_SHA256, object_path, presign_url, sign_headers
+    from oscar_plugins.local._sigv4 import verify
+
+    key, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    when = datetime(2013, 5, 24, tzinfo=timezone.utc)
+    # AWS's documented examples (S3 SigV4, "GET Object" with a Range header, and a presigned URL).
+    headers = sign_headers("GET", "examplebucket.s3.amazonaws.com", "/test.txt", key, secret, "us-east-1",
+                           headers={"range": "bytes=0-9"}, payload_hash=EMPTY_SHA256, now=when)
+    assert headers["authorization"].endswith(
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    url = presign_url("https://examplebucket.s3.amazonaws.com", "examplebucket.s3.amazonaws.com", "/test.txt",
+                      key, secret, "us-east-1", expires=86400, now=when)
+    assert url.endswith("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404")
+    # Path-style object keys with spaces, unicode and slashes verify on the local cluster's S3 server.
+    path = object_path("bucket", "dir/a b+ü~.txt")
+    signed = sign_headers("GET", "127.0.0.1:9000", path, key, secret, "us-east-1", now=when)
+    assert verify("GET", path, "", {"host": "127.0.0.1:9000", **signed}, key, secret, now=when) is None
+    assert verify("GET", path, "", {"host": "127.0.0.1:9000", **signed}, key, "other", now=when) is not None
+    query = presign_url("http://127.0.0.1:9000", "127.0.0.1:9000", path, key, secret, "us-east-1", expires=60,
+                        now=when).split("?", 1)[1]
+    assert verify("GET", path, query, {"host": "127.0.0.1:9000"}, key, secret, now=when) is None

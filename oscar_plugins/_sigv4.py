@@ -1,0 +1,105 @@
+"""AWS Signature Version 4 for S3, without botocore (pure functions).
+
+botocore spends about 3 ms of CPU on every request (event hooks, endpoint rules, parsing); a dispatch
+client collecting thousands of small job outputs pays that per GET. The client signs its plain GETs and
+presigned URLs here instead (well under 0.1 ms each), and the local cluster verifies signatures with the
+same canonical forms (:mod:`oscar_plugins.local._sigv4`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from functools import lru_cache
+from urllib.parse import quote, unquote
+
+__all__ = ["ALGORITHM", "EMPTY_SHA256", "canonical_query", "canonical_uris", "object_path", "presign_url",
+           "sign_headers", "signature"]
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED = "UNSIGNED-PAYLOAD"
+
+
+def canonical_query(query_string: str, drop: str | None = None) -> str:
+    """Return the canonical query string (sorted, each name and value URI-encoded once)."""
+    pairs = []
+    for item in query_string.split("&"):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        name, value = unquote(name), unquote(value)
+        if name == drop:
+            continue
+        pairs.append((quote(name, safe="-_.~"), quote(value, safe="-_.~")))
+    return "&".join(f"{n}={v}" for n, v in sorted(pairs))
+
+
+def canonical_uris(raw_path: str) -> list[str]:
+    """Candidate canonical URIs: the path as sent, and the path re-encoded by the S3 rules."""
+    reencoded = quote(unquote(raw_path), safe="/~")
+    return [raw_path] if reencoded == raw_path else [raw_path, reencoded]
+
+
+def object_path(bucket: str, key: str) -> str:
+    """The path-style request path of an object, encoded the way S3 signs it."""
+    return "/" + quote(bucket, safe="") + "/" + quote(key, safe="/~")
+
+
+@lru_cache(maxsize=32)
+def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def signature(secret: str, scope: list[str], amz_date: str, canonical_request: str) -> str:
+    """The hex signature of a canonical request; ``scope`` is [date, region, service, "aws4_request"]."""
+    string_to_sign = "\n".join(
+        [ALGORITHM, amz_date, "/".join(scope), hashlib.sha256(canonical_request.encode()).hexdigest()]
+    )
+    key = _signing_key(secret, scope[0], scope[1], scope[2])
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def _stamp(now: datetime | None) -> tuple[str, str]:
+    now = now or datetime.now(timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    return amz_date, amz_date[:8]
+
+
+def sign_headers(method: str, host: str, path: str, access_key: str, secret_key: str, region: str, *,
+                 query: str = "", headers: Mapping[str, str] | None = None, payload_hash: str = EMPTY_SHA256,
+                 now: datetime | None = None) -> dict[str, str]:
+    """Headers (``Authorization``, ``x-amz-date``, ``x-amz-content-sha256`` and ``headers``) that sign a request.
+
+    ``path`` is already encoded (see :func:`object_path`); ``host`` is the ``Host`` header (host[:port]).
+    """
+    amz_date, date = _stamp(now)
+    all_headers = {k.lower(): v for k, v in (headers or {}).items()}
+    all_headers.update({"host": host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash})
+    names = sorted(all_headers)
+    canonical_headers = "".join(f"{n}:{' '.join(str(all_headers[n]).split())}\n" for n in names)
+    signed = ";".join(names)
+    request = "\n".join([method.upper(), path, canonical_query(query), canonical_headers, signed, payload_hash])
+    scope = [date, region, "s3", "aws4_request"]
+    sig = signature(secret_key, scope, amz_date, request)
+    all_headers.pop("host")
+    all_headers["authorization"] = (f"{ALGORITHM} Credential={access_key}/{'/'.join(scope)}, "
+                                    f"SignedHeaders={signed}, Signature={sig}")
+    return all_headers
+
+
+def presign_url(endpoint: str, host: str, path: str, access_key: str, secret_key: str, region: str, *,
+                expires: int, method: str = "GET", now: datetime | None = None) -> str:
+    """A presigned (query-signed) URL: anyone holding it may ``method`` the object until it expires."""
+    amz_date, date = _stamp(now)
+    scope = [date, region, "s3", "aws4_request"]
+    params = {"X-Amz-Algorithm": ALGORITHM, "X-Amz-Credential": f"{access_key}/{'/'.join(scope)}",
+              "X-Amz-Date": amz_date, "X-Amz-Expires": str(expires), "X-Amz-SignedHeaders": "host"}
+    query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+    request = "\n".join([method.upper(), path, query, f"host:{host}\n", "host", UNSIGNED])
+    return f"{endpoint.rstrip('/')}{path}?{query}&X-Amz-Signature={signature(secret_key, scope, amz_date, request)}"
