@@ -30,7 +30,7 @@ from oscar_plugins.local._execution import (
 from oscar_plugins.local._joblog import JobLog
 from oscar_plugins.local._process import kill_group, pump_output, spawn, wait_exit
 from oscar_plugins.local._services import external_provider, output_paths
-from oscar_plugins.local._storage import Storage
+from oscar_plugins.local._storage import Storage, upload_file
 from oscar_plugins.local._store import FAILED, RUNNING, SUCCEEDED, Store
 
 __all__ = ["Execution", "Runner", "SupervisorError"]
@@ -187,7 +187,7 @@ class Runner:
                 key = f"{path.folder}/{rel}" if path.folder else rel
                 log.supervisor(f"Uploading file '{rel}' to bucket '{path.bucket}' with key '{key}'")
                 try:
-                    await self.storage.call(client.upload_file, str(file_path), path.bucket, key)
+                    await self.storage.call(upload_file, client, str(file_path), path.bucket, key)
                 except Exception as exc:
                     raise SupervisorError(f"output upload failed: {rel} -> {path.bucket}/{key}: {exc}") from exc
 

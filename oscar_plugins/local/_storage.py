@@ -144,6 +144,20 @@ def warm_session() -> boto3.session.Session:
     return session
 
 
+#: Files up to this size go up in one PutObject; boto3's transfer manager (threads, futures) costs more
+#: than the transfer for the small outputs most jobs write.
+SINGLE_PUT_LIMIT = 8 * 1024 * 1024
+
+
+def upload_file(client: Any, path: str, bucket: str, key: str) -> None:
+    """Upload one file: a single PutObject when small, boto3's multipart transfer otherwise."""
+    if os.path.getsize(path) <= SINGLE_PUT_LIMIT:
+        with open(path, "rb") as fh:
+            client.put_object(Bucket=bucket, Key=key, Body=fh.read())
+    else:
+        client.upload_file(path, bucket, key)
+
+
 def make_client(
     endpoint: str | None, access_key: str, secret_key: str, region: str = REGION,
     session: boto3.session.Session | None = None,
