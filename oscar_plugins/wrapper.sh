@@ -52,10 +52,11 @@ if [ -n "${JOB_UUID:-}" ]; then
   {
     echo "exit=$op_rc"
     # Small outputs also ride inline (base64) so a client collects such a job with one GET.
+    # (Few processes per file: a job's own cost matters when thousands of them are short.)
     (cd "$op_job_out" && op_inline=0 && find . -type f ! -name .oscar-plugins-status | while IFS= read -r f; do
        f=${f#./}
-       if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum "$f" | cut -d' ' -f1); else s=-; fi
-       n=$(wc -c < "$f" | tr -d ' ')
+       if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$f"); s=${s%% *}; else s=-; fi
+       n=$(wc -c < "$f"); n=$((n + 0))
        printf 'file %s %s %s\n' "$n" "$s" "$f"
        if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
           op_b64=$(base64 < "$f" 2>/dev/null | tr -d '\n') && [ -n "$op_b64" ]; then
