@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP_CORE := $(VENV)/.installed-demo
 STAMP_ALL := $(VENV)/.installed-all
 
-.PHONY: demo test lint typecheck unit bench conformance clean install install-all
+.PHONY: demo test lint typecheck unit bench profile conformance clean install install-all
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +48,9 @@ clean:
 ## bench: the performance figures (prints a table, writes docs/PERFORMANCE.md)
 bench: $(STAMP_ALL)
 	$(PY) -m benchmarks.bench
+
+## profile: where the CPU goes (client, cluster API, S3 server, job scripts) for 300 short jobs and a
+##   200-branch CWL scatter, sampled with py-spy; writes the tables into docs/PERFORMANCE.md
+profile: $(STAMP_ALL)
+	$(PY) -m benchmarks.profile --scenario dispatch --jobs 300 --py-spy --write
+	$(PY) -m benchmarks.profile --scenario cwl --jobs 200 --py-spy --write
