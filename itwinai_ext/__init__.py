@@ -22,8 +22,9 @@ file > the embedded local cluster). See ``itwinai_ext/README.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from oscar_plugins._lazy import lazy_exports
 
 _EXPORTS = {
     "OscarStep": "._step",
@@ -42,14 +43,4 @@ if TYPE_CHECKING:
     from ._step import OscarStep
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'oscar_plugins.itwinai' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -16,8 +16,9 @@ so the S3 child process (``oscar_plugins.local._s3``) does not load the API serv
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from oscar_plugins._lazy import lazy_exports
 
 __all__ = [
     "LocalCluster",
@@ -47,14 +48,4 @@ if TYPE_CHECKING:
     from ._daemon import down, ensure_local_cluster, status, up
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'oscar_plugins.local' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
