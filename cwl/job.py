@@ -166,6 +166,7 @@ class OscarCommandLineJob(JobBase):
             mappers.append(self.generatemapper.items())
         sources, placements = build_placements(mappers, self.builder.outdir, inplace_update=self.inplace_update)
         commands = [str(x) for x in self.command_line]
+        shown = list(commands)  # for the log: secrets stay placeholders there, as in cwltool's own log
         if not commands:
             raise WorkflowException(
                 "Cannot run a CommandLineTool that produces an empty command line. Specify a 'baseCommand', "
@@ -184,7 +185,7 @@ class OscarCommandLineJob(JobBase):
             stdin = self.stdin
         outdir = self.builder.outdir
         _logger.info("[job %s] on OSCAR: %s$ %s%s%s%s", self.name, outdir, " \\\n    ".join(
-            shlex.quote(a) for a in commands), f" < {stdin}" if stdin else "",
+            shlex.quote(a) for a in shown), f" < {stdin}" if stdin else "",
             f" > {outdir}/{self.stdout}" if self.stdout else "", f" 2> {outdir}/{self.stderr}" if self.stderr else "")
         return JobPlan(
             layout=Layout.of(outdir, self.builder.tmpdir, self.builder.stagedir), argv=commands, env=dict(env),
