@@ -89,7 +89,8 @@ class ClusterSession:
         """A presigned GET URL for an ``s3://<bucket>/<key>`` object of this cluster's object store."""
         bucket, key = split_s3(location)
         if self.client.storage.exists(bucket, key) is None:
-            raise InputNotFound(f"input {location} does not exist in the object store of cluster {self.name!r}")
+            raise InputNotFound(f"input {location} does not exist in the object store of cluster {self.name!r}: "
+                                "check the bucket and key, or upload the object first")
         return self.client.storage.presign_get(bucket, key)
 
     def submit(self, service: Service, job_script: str) -> Job:

@@ -38,6 +38,9 @@ def _write_one(value: Any, directory: Path, index: int, step: str) -> Path:
     np = sys.modules.get("numpy")
     if isinstance(value, PurePath):
         source = Path(value)
+        if not source.exists():
+            raise StepConfigError(step, f"argument {index} is the path {source}, which does not exist: fix the path "
+                                  "(relative paths are resolved from the working directory)")
         if not source.is_file():
             raise StepConfigError(step, f"argument {index} is the path {source}, which is not a file: only files "
                                   "can be shipped (archive a directory first)")

@@ -118,8 +118,13 @@ def resolve_service(source: str | Mapping[str, Any], *, step: str, script_for: S
         path = (base or Path.cwd()) / file_part
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise StepConfigError(step, f"cannot read the service definition {path}: {exc}") from None
+        except OSError as exc:
+            raise StepConfigError(step, f"cannot read the service definition {path} ({exc.strerror or exc}): fix "
+                                  "the path (relative to the working directory), or give a deployed service's name "
+                                  "or the definition itself") from None
+        except yaml.YAMLError as exc:
+            raise StepConfigError(step, f"cannot read the service definition {path}: it is not valid YAML ({exc})"
+                                  ) from None
         svc = _from_fdl(data, path.parent, wanted or None, str(path), step, script_for)
     elif isinstance(source, Mapping):
         raw = dict(source)

@@ -116,7 +116,8 @@ class OscarStep(OscarComponentBase):
         missing = [n for n in self.outputs if n not in files]
         if missing:
             raise StepError(self.name, f"the service {run.service!r} did not write {', '.join(missing)} "
-                            f"(it wrote: {', '.join(order) or 'nothing'})")
+                            f"(it wrote: {', '.join(order) or 'nothing'}): fix the step's outputs list, or make "
+                            "the script write those files to $TMP_OUTPUT_DIR")
         return [(n, files[n]) for n in self.outputs]
 
 
