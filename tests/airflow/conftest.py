@@ -60,6 +60,7 @@ def oscar_connections(local_cluster: Any, airflow_db: Path) -> Iterator[dict[str
         "AIRFLOW_CONN_OSCAR_DEFAULT": conn_json(host=lc.endpoint, login=lc.username, password=lc.password,
                                                 extra={"ssl_verify": False}),
         "AIRFLOW_CONN_OSCAR_NO_ENDPOINT": conn_json(login="oscar", password=SENTINEL_PASSWORD),
+        "AIRFLOW_CONN_OSCAR_NO_PASSWORD": conn_json(host=lc.endpoint, login=lc.username),
         "AIRFLOW_CONN_OSCAR_BAD_PASSWORD": conn_json(host=lc.endpoint, login=lc.username,
                                                      password=SENTINEL_PASSWORD, extra={"ssl_verify": "false"}),
     }

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.catalogue import expect
+
 from .conftest import run_dag, task_states, xcom
 
 pytestmark = pytest.mark.usefixtures("oscar_connections")
@@ -55,26 +57,48 @@ def test_failed_jobs_fail_the_task_with_the_log_tail(dagbag, tmp_path):
 
 
 def test_bad_input_fails_at_once_naming_the_connection(dagbag, tmp_path, capfd):
+    """The catalogue's Airflow cases (tests/reliability/catalogue.py): each task hits one."""
     from .conftest import SENTINEL_PASSWORD
 
     dr = run_dag(dagbag, "oscar_bad_input", {"out": str(tmp_path)})
     states = task_states(dr)
     errs = errors(tmp_path)
     expected = {
-        "no_endpoint": ["'oscar_no_endpoint'", "has no endpoint", "AIRFLOW_CONN_OSCAR_NO_ENDPOINT", '"local": true'],
-        "bad_password": ["'oscar_bad_password'", "401", "Fix the login/password or token"],
-        "bad_fdl": ["'oscar_default'", "Bad_Name!", "field 'name'", "DNS-1123"],
-        "missing_fdl_file": ["does-not-exist.yaml", "does not exist"],
-        "missing_service": ["'oscar_default'", "'no-such-service' does not exist", "deploy it first"],
-        "missing_connection": ["'oscar_not_defined' is not defined", "AIRFLOW_CONN_OSCAR_NOT_DEFINED"],
+        "no_endpoint": [expect("af-conn-no-endpoint"), "'oscar_no_endpoint'", "AIRFLOW_CONN_OSCAR_NO_ENDPOINT",
+                        '"local": true'],
+        "no_password": [expect("af-conn-no-password"), "'oscar_no_password'", "add the password"],
+        "bad_password": [expect("af-cred-wrong"), "'oscar_bad_password'", "401"],
+        "bad_fdl": [expect("af-fdl-invalid"), "'oscar_default'", "Bad_Name!", "field 'name'"],
+        "missing_fdl_file": [expect("af-fdl-missing"), "does-not-exist.yaml"],
+        "missing_service": [expect("af-service-missing"), "'oscar_default'", "'no-such-service' does not exist"],
+        "missing_connection": [expect("af-conn-missing"), "'oscar_not_defined'", "AIRFLOW_CONN_OSCAR_NOT_DEFINED"],
+        "missing_input": [expect("af-input-missing"), "no-such-input.txt does not exist"],
+        "no_inputs": [expect("af-inputs-empty"), "one_job_per_input=True but inputs is empty"],
     }
+    assert set(expected) == set(states), states
     for task_id, needles in expected.items():
         assert states[task_id] == ("failed", 1), (task_id, states[task_id])  # no retries: it cannot help
+        assert "Traceback" not in errs[task_id], errs[task_id]  # the task's error is a message, not a stack
         for needle in needles:
             assert needle in errs[task_id], (task_id, needle, errs[task_id])
     captured = capfd.readouterr()
     everything = captured.out + captured.err + "".join(errs.values())
     assert SENTINEL_PASSWORD not in everything
+
+
+def test_conflicting_operator_arguments_are_a_dag_import_error(oscar_connections, tmp_path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    (tmp_path / "conflict_dag.py").write_text(
+        "from datetime import datetime\n"
+        "from airflow.sdk import DAG\n"
+        "from oscar_plugins.airflow.operators import OscarRunServiceOperator\n"
+        "with DAG('oscar_conflict', schedule=None, start_date=datetime(2026, 1, 1)):\n"
+        "    OscarRunServiceOperator(task_id='both', service_name='s', data='x', input_path='/tmp/x')\n")
+    bag = DagBag(dag_folder=str(tmp_path))
+    (error,) = bag.import_errors.values()  # what the UI and 'airflow dags list-import-errors' show
+    assert expect("af-args-conflict") in error and "not both" in error
+    assert "oscar_conflict" not in bag.dag_ids
 
 
 @pytest.mark.parametrize("kind", ["sync", "deferrable"])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.catalogue import expect
+
 from .conftest import BIN, DATA, normalize
 
 pytestmark = pytest.mark.slow
@@ -89,18 +91,64 @@ def test_cachedir_reuses_offloaded_results(oscar_cwl, tmp_path):
     assert normalize(first.out) == normalize(second.out)
 
 
+def clean_failure(run, words: str, code: int = 1) -> None:
+    """A bad-input case of the catalogue: the exit code, the catalogue's words, no traceback."""
+    assert run.code == code, run.stderr[-3000:]
+    assert words in run.stderr, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+
+
 def test_missing_input_file_is_a_clean_error(oscar_cwl):
     run = oscar_cwl("cat.cwl", "--file", "no-such-file.txt")
-    assert run.code == 1
-    assert "no-such-file.txt" in run.stderr and "Traceback" not in run.stderr
+    clean_failure(run, expect("cwl-input-missing"))
+    assert "no-such-file.txt" in run.stderr
+
+
+def test_missing_s3_input_is_a_clean_error(oscar_cwl, client, tmp_path):
+    client.storage.client.create_bucket(Bucket="cwl-missing")
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"file": {"class": "File", "location": "s3://cwl-missing/in/nope.txt"}}))
+    run = oscar_cwl("cat.cwl", str(job))
+    clean_failure(run, expect("cwl-s3-input-missing"))
+    assert "s3://cwl-missing/in/nope.txt" in run.stderr and "upload the object first" in run.stderr
+
+
+def test_unknown_cluster_profile_is_a_clean_error_and_keeps_the_outdir(oscar_cwl, tmp_path):
+    kept = tmp_path / "oscar-out" / "copy.txt"
+    kept.parent.mkdir()
+    kept.write_text("keep me")
+    run = oscar_cwl("--oscar-cluster", "no-such-profile", "cat.cwl", "--file", "data.txt")
+    clean_failure(run, expect("cwl-profile-unknown"))
+    assert "'no-such-profile'" in run.stderr and "oscar-plugins cluster add" in run.stderr
+    assert kept.read_text() == "keep me"  # nothing lost
+
+
+def test_invalid_offload_hint_is_a_clean_error(oscar_cwl, tmp_path):
+    tool = tmp_path / "hint.cwl"
+    tool.write_text("cwlVersion: v1.2\nclass: CommandLineTool\n"
+                    "$namespaces: {oscar: 'https://oscar-plugins.readthedocs.io/cwl#'}\n"
+                    "hints:\n  oscar:Offload: {cpu: lots}\ninputs: []\noutputs: []\nbaseCommand: 'true'\n")
+    run = oscar_cwl(str(tool))
+    clean_failure(run, expect("cwl-hint-invalid"))
+    assert "oscar:Offload cpu 'lots'" in run.stderr and "submitted to OSCAR" not in run.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_bad_max_in_flight_is_a_usage_error(oscar_cwl, value):
+    run = oscar_cwl("--max-in-flight", value, "cat.cwl", "--file", "data.txt")
+    assert run.code == 2 and "argument --max-in-flight" in run.stderr and "Traceback" not in run.stderr
+    if value == "0":
+        clean_failure(run, expect("cwl-max-in-flight"), code=2)
+    else:
+        assert "'many' is not a whole number" in run.stderr
 
 
 def test_invalid_document_is_a_clean_error(oscar_cwl, tmp_path):
     bad = tmp_path / "bad.cwl"
     bad.write_text("cwlVersion: v1.2\nclass: CommandLineTool\ninputs: {x: {type: nosuchtype}}\noutputs: []\n")
     run = oscar_cwl(str(bad))
-    assert run.code == 1
-    assert "Tool definition failed validation" in run.stderr and "Traceback" not in run.stderr
+    clean_failure(run, expect("cwl-document-invalid"))
+    assert "Tool definition failed validation" in run.stderr
 
 
 def test_unsupported_docker_feature_exits_33(oscar_cwl, tmp_path):
@@ -109,14 +157,14 @@ def test_unsupported_docker_feature_exits_33(oscar_cwl, tmp_path):
                     "    dockerFile: 'FROM alpine'\n    dockerImageId: custom\ninputs: []\noutputs: []\n"
                     "baseCommand: 'true'\n")
     run = oscar_cwl(str(tool))
-    assert run.code == 33, run.stderr
-    assert "dockerFile" in run.stderr and "Traceback" not in run.stderr
+    clean_failure(run, expect("cwl-dockerfile"), code=33)
+    assert "dockerFile" in run.stderr
 
 
 def test_a_cluster_that_refuses_is_a_clean_error(oscar_cwl):
     run = oscar_cwl("cat.cwl", "--file", "data.txt", env={"OSCAR_PASSWORD": "wrong"})
-    assert run.code == 1
-    assert "could not be submitted to OSCAR" in run.stderr and "Traceback" not in run.stderr
+    clean_failure(run, expect("cwl-cred-wrong"))
+    assert "could not be submitted to OSCAR" in run.stderr
     assert "wrong" not in run.stderr.replace("wrong password", "")  # the secret itself is never shown
 
 
@@ -168,9 +216,8 @@ def test_an_image_that_cannot_be_used_is_a_clean_error(oscar_cwl, tmp_path):
     tool.write_text("cwlVersion: v1.2\nclass: CommandLineTool\nrequirements:\n  DockerRequirement:\n"
                     "    dockerPull: 'not an image'\ninputs: []\noutputs: []\nbaseCommand: 'true'\n")
     run = oscar_cwl(str(tool))
-    assert run.code == 1
-    assert "could not be submitted to OSCAR" in run.stderr and "image" in run.stderr
-    assert "Traceback" not in run.stderr
+    clean_failure(run, expect("cwl-image-invalid"))
+    assert "could not be submitted to OSCAR" in run.stderr and "'not an image'" in run.stderr
 
 
 def test_a_job_that_never_starts_is_cancelled_after_the_start_timeout(oscar_cwl, tmp_path):

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from oscar_plugins import Service
 from oscar_plugins.itwinai import OscarOffload, OscarStep, StepConfigError, remote
 from oscar_plugins.itwinai._service import STEP_MARKER, resolve_service, step_script
+from tests.reliability.catalogue import expect
 
 SERVICE = {"name": "it-double", "image": "python:3.11-slim", "script": "cp $INPUT_FILE_PATH $TMP_OUTPUT_DIR/"}
 
@@ -71,8 +72,9 @@ def test_unserialisable_arguments_fail_naming_the_step():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(StepConfigError, match=r"step 'x': mode 'fast'"):
+    with pytest.raises(StepConfigError, match=r"step 'x': mode 'fast'") as info:
         OscarStep(SERVICE, mode="fast", name="x")
+    assert expect("it-mode-invalid") in str(info.value) and "auto, sync, async" in str(info.value)
     with pytest.raises(StepConfigError, match="timeout"):
         OscarStep(SERVICE, timeout=-1)
     with pytest.raises(StepConfigError, match="service must be a name"):
@@ -82,8 +84,10 @@ def test_bad_arguments_are_named():
 def test_too_large_for_sync_fails_before_contacting_any_cluster(monkeypatch):
     monkeypatch.setenv("OSCAR_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: must not be reached
     step = OscarStep(SERVICE, mode="sync", sync_limit_mb=0.1, name="big-step")
-    with pytest.raises(StepConfigError, match=r"step 'big-step': its inputs \(0.38 MiB.*too large for mode 'sync'"):
+    pattern = r"step 'big-step': its inputs \(0.38 MiB.*too large for mode 'sync'"
+    with pytest.raises(StepConfigError, match=pattern) as info:
         step.execute(np.zeros(50_000))
+    assert expect("it-sync-too-large") in str(info.value)
     assert step._workdirs == []  # cleanup() ran (monitor_exec) and removed the temporary files
 
 
@@ -105,3 +109,16 @@ def test_resolve_service_forms(tmp_path):
         resolve_service(f"{fdl}#second", step="s", script_for=step_script)  # OscarStep needs a script
     with pytest.raises(StepConfigError, match="cannot read"):
         resolve_service(str(tmp_path / "missing.yaml"), step="s", script_for=step_script)
+    (tmp_path / "broken.yaml").write_text("functions: [oops")
+    with pytest.raises(StepConfigError, match="not valid YAML"):
+        resolve_service(str(tmp_path / "broken.yaml"), step="s", script_for=step_script)
+
+
+def test_missing_fdl_file_fails_at_construction_naming_the_fix(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(StepConfigError) as info:
+        OscarStep(str(missing), name="fdl-step")
+    message = str(info.value)
+    assert expect("it-fdl-missing") in message
+    assert message.startswith("step 'fdl-step': ") and str(missing) in message and "fix the path" in message
+    assert "Traceback" not in message

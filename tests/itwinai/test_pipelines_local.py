@@ -16,7 +16,8 @@ import pytest
 import torch
 from itwinai.pipeline import Pipeline
 
-from oscar_plugins.itwinai import ItwinaiNotInstalled, OscarOffload, OscarStep, StepConfigError, StepFailed
+from oscar_plugins.itwinai import ItwinaiNotInstalled, OscarOffload, OscarStep, StepConfigError, StepError, StepFailed
+from tests.reliability.catalogue import expect
 
 from .conftest import HERE, exec_pipeline
 
@@ -54,6 +55,13 @@ pipe:
       files: [{parts}]
       component: {{_target_: pipeline_parts.Scale, factor: 3.0}}
     record: {{_target_: pipeline_parts.Recorder, path: {out}}}
+
+ghost:
+  _target_: itwinai.pipeline.Pipeline
+  steps:
+    - _target_: oscar_plugins.itwinai.OscarStep
+      name: ghost-step
+      service: it-ghost-yaml
 
 failing:
   _target_: itwinai.pipeline.Pipeline
@@ -139,9 +147,18 @@ def test_single_zip_output_is_not_unpacked_in_sync_mode(on_cluster):
     assert zipfile.ZipFile(got).read("inner.txt") == b"hi"
 
 
+def test_missing_service_fails_the_yaml_pipeline_naming_the_step(yaml_config, oscar_env):
+    done = exec_pipeline(yaml_config, "ghost", oscar_env)
+    assert done.returncode != 0
+    # itwinai's CLI (Hydra) prints the stack of any failing step; the last line is our message.
+    assert expect("it-service-missing") in done.stderr, done.stderr[-3000:]
+    assert "step 'ghost-step': service 'it-ghost-yaml' does not exist" in done.stderr
+
+
 def test_missing_or_foreign_service_names_are_clear(on_cluster):
-    with pytest.raises(StepConfigError, match=r"step 'ghost': service 'it-ghost' does not exist"):
+    with pytest.raises(StepConfigError, match=r"step 'ghost': service 'it-ghost' does not exist") as info:
         OscarStep("it-ghost", name="ghost").execute(torch.ones(1))
+    assert expect("it-service-missing") in str(info.value)
     OscarStep({"name": "it-plain", "image": "alpine", "script": "true"}, mode="sync").execute()
     with pytest.raises(StepConfigError, match="lacks the runner"):
         OscarOffload({"_target_": "pipeline_parts.Scale"}, service="it-plain").execute(torch.ones(1))
@@ -152,3 +169,36 @@ def test_plain_oscar_service_gets_one_input_and_returns_its_answer(on_cluster, c
                           wrap=False)  # deployed the plain OSCAR way, not by this library
     got = OscarStep("it-upper", mode="sync", name="upper").execute("shout")
     assert isinstance(got, Path) and got.read_text().strip() == '"SHOUT"'  # the argument travelled as JSON
+
+
+ECHO = {"name": "it-echo", "image": "alpine", "script": 'echo hi > "$TMP_OUTPUT_DIR/a.txt"'}
+
+
+def _step_error(step: OscarStep, *args) -> str:
+    with pytest.raises((StepConfigError, StepError)) as info:
+        Pipeline([step]).execute(*args)
+    message = str(info.value)
+    assert message.startswith(f"step {step.name!r}: ") and "Traceback" not in message
+    return message
+
+
+def test_unknown_cluster_profile_is_named(on_cluster):
+    message = _step_error(OscarStep(ECHO, cluster="no-such-profile", name="profile-step"))
+    assert expect("it-profile-unknown") in message and "'no-such-profile'" in message
+
+
+def test_refused_credentials_are_named_without_the_password(on_cluster, monkeypatch):
+    monkeypatch.setenv("OSCAR_PASSWORD", "wrong-password-4711")
+    message = _step_error(OscarStep(ECHO, name="cred-step"))
+    assert expect("it-cred-wrong") in message and "wrong-password-4711" not in message
+
+
+def test_missing_input_file_is_named_before_contacting_the_cluster(on_cluster, monkeypatch):
+    monkeypatch.setenv("OSCAR_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: must not be reached
+    message = _step_error(OscarStep(ECHO, name="input-step"), on_cluster / "no-such-input.npy")
+    assert expect("it-input-missing") in message and "no-such-input.npy" in message
+
+
+def test_an_output_the_script_does_not_write_is_named(on_cluster):
+    message = _step_error(OscarStep(ECHO, mode="sync", outputs=["b.npy"], name="output-step"))
+    assert expect("it-output-missing") in message and "b.npy (it wrote: a.txt)" in message

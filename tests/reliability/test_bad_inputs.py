@@ -1,10 +1,12 @@
-"""Every case of the bad-input catalogue: a message naming the problem and the fix, no traceback,
-non-zero exit from the CLI, and nothing lost."""
+"""Every core case of the bad-input catalogue: a message naming the problem and the fix, no traceback,
+non-zero exit from the CLI, and nothing lost. The adapters' cases run in their own suites; a test here
+checks that each of them is used there."""
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,7 +19,7 @@ import yaml
 from oscar_plugins import Dispatcher, JobSpec, OscarClient, OscarError, service_from_dict
 from oscar_plugins._auth import OidcAgentCredentials, RefreshTokenCredentials
 from oscar_plugins._sync import _unzip
-from tests.reliability.catalogue import CASES, markdown
+from tests.reliability.catalogue import ADAPTER_CASES, CASES, CORE, CORE_CASES, counts, expect, markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_SVC = {"name": "bad-in", "image": "alpine", "script": 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out"',
@@ -211,7 +213,7 @@ def run_case(case_id: str, cfg: Path, tmp: Path, client: OscarClient, lc) -> str
     raise AssertionError(f"no runner for case {case_id}")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CORE_CASES, ids=[c.id for c in CORE_CASES])
 def test_bad_input(case, cfg, tmp_path, client, local_cluster):
     message = run_case(case.id, cfg, tmp_path, client, local_cluster)
     assert case.expect in message, f"{case.id}: {message!r}"
@@ -219,8 +221,40 @@ def test_bad_input(case, cfg, tmp_path, client, local_cluster):
 
 
 def test_catalogue_is_large_and_documented():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
+    assert all(n >= 8 for suite, n in counts().items() if suite != CORE), counts()
     doc = (ROOT / "docs" / "RELIABILITY.md").read_text()
     missing = [c.id for c in CASES if f"`{c.id}`" not in doc]
     assert not missing, f"docs/RELIABILITY.md lacks {missing}: paste `python -m tests.reliability.catalogue`"
-    assert markdown()
+    assert markdown() in doc, "docs/RELIABILITY.md's table is stale: paste `python -m tests.reliability.catalogue`"
+    n = counts()
+    figures = [f"**{len(CASES)} cases**", f"{n[CORE]} of the core", f"{n['tests/cwl']} of `oscar-cwl`",
+               f"{n['tests/airflow']} of the Airflow operators", f"{n['tests/itwinai']} of the itwinai"]
+    prose = " ".join(doc.split())
+    assert all(f in prose for f in figures), f"update the counts in docs/RELIABILITY.md: {figures}"
+
+
+def _uses(source: str, case_id: str) -> bool:
+    """The source takes the case's words from the catalogue: ``expect("<id>")``."""
+    return re.search(rf"""\bexpect\(\s*["']{re.escape(case_id)}["']\s*\)""", source) is not None
+
+
+def test_every_adapter_case_is_exercised_by_a_test_of_its_suite():
+    """A case cannot sit in the table untested: some test module of its suite asserts ``expect(id)``."""
+    missing = []
+    for case in ADAPTER_CASES:
+        sources = [p.read_text() for p in (ROOT / case.suite).rglob("test_*.py")]
+        assert sources, f"no test modules in {case.suite}"
+        if not any(_uses(src, case.id) for src in sources):
+            missing.append(f"{case.id} ({case.suite})")
+    assert not missing, f"catalogue cases no test uses with expect(id): {missing}"
+
+
+def test_coverage_check_can_fail():
+    assert _uses('assert expect("cwl-dockerfile") in run.stderr', "cwl-dockerfile")
+    assert not _uses('assert "cwl-dockerfile" in run.stderr', "cwl-dockerfile")
+    assert not _uses('expect("cwl-dockerfile-x")', "cwl-dockerfile")
+    assert expect("fdl-yaml") == "is not valid YAML"
+    with pytest.raises(KeyError):
+        expect("no-such-case")

@@ -172,6 +172,10 @@ with DAG("oscar_bad_input", schedule=None, start_date=START, catchup=False,
     OscarSubmitJobOperator(task_id="missing_service", service_name="no-such-service", payload="x")
     OscarRunServiceOperator(task_id="missing_connection", service_name="af-stats", data="1",
                             oscar_conn_id="oscar_not_defined")
+    OscarRunServiceOperator(task_id="no_password", service_name="af-stats", data="1",
+                            oscar_conn_id="oscar_no_password")
+    OscarSubmitJobOperator(task_id="missing_input", service_name="af-stats", inputs=[OUT + "/no-such-input.txt"])
+    OscarSubmitJobOperator(task_id="no_inputs", service_name="af-stats", inputs=[], one_job_per_input=True)
 
 
 for deferrable in (False, True):
