@@ -13,10 +13,10 @@ import hmac
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from functools import lru_cache
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["ALGORITHM", "EMPTY_SHA256", "canonical_query", "canonical_uris", "object_path", "presign_url",
-           "sign_headers", "signature"]
+__all__ = ["ALGORITHM", "EMPTY_SHA256", "canonical_query", "canonical_uris", "host_header", "object_path",
+           "presign_url", "sign_headers", "signature"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -41,6 +41,16 @@ def canonical_uris(raw_path: str) -> list[str]:
     """Candidate canonical URIs: the path as sent, and the path re-encoded by the S3 rules."""
     reencoded = quote(unquote(raw_path), safe="/~")
     return [raw_path] if reencoded == raw_path else [raw_path, reencoded]
+
+
+def host_header(endpoint: str) -> str:
+    """The ``Host`` header clients send for ``endpoint``: host[:port], without the scheme's default port."""
+    parts = urlsplit(endpoint)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
 
 
 def object_path(bucket: str, key: str) -> str:

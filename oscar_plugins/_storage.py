@@ -24,13 +24,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OutputExists, StorageError
 from ._paths import cache_dir
-from ._sigv4 import UNSIGNED, object_path, presign_url, sign_headers
+from ._sigv4 import UNSIGNED, host_header, object_path, presign_url, sign_headers
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -167,7 +166,7 @@ class Storage:
     def _get(self, bucket: str, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
         """One signed GET of an object (or an inclusive byte range of it), retried like boto3 would."""
         path = object_path(bucket, key)
-        host = urlsplit(self.endpoint).netloc
+        host = host_header(self.endpoint)
         extra = {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
         url = self.endpoint.rstrip("/") + path
         delay = 0.1
@@ -267,7 +266,7 @@ class Storage:
 
     def presign_get(self, bucket: str, key: str, expires: int = 7 * 24 * 3600) -> str:
         """A URL that lets anyone GET the object for ``expires`` seconds (S3 allows at most 7 days)."""
-        return presign_url(self.endpoint, urlsplit(self.endpoint).netloc, object_path(bucket, key),
+        return presign_url(self.endpoint, host_header(self.endpoint), object_path(bucket, key),
                            self.access_key, self.secret_key, self.region, expires=min(expires, 7 * 24 * 3600))
 
     # -- listing and downloads -------------------------------------------------------------------

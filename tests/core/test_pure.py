@@ -81,7 +81,7 @@ def test_every_error_says_what_happened(status):
 def test_sigv4_signer_matches_aws_examples_and_the_local_verifier():
     from datetime import datetime, timezone
 
-    from oscar_plugins._sigv4 import EMPTY_SHA256, object_path, presign_url, sign_headers
+    from oscar_plugins._sigv4 import EMPTY_SHA256, host_header, object_path, presign_url, sign_headers
     from oscar_plugins.local._sigv4 import verify
 
     key, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -102,3 +102,6 @@ def test_sigv4_signer_matches_aws_examples_and_the_local_verifier():
     query = presign_url("http://127.0.0.1:9000", "127.0.0.1:9000", path, key, secret, "us-east-1", expires=60,
                         now=when).split("?", 1)[1]
     assert verify("GET", path, query, {"host": "127.0.0.1:9000"}, key, secret, now=when) is None
+    assert [host_header(e) for e in ("https://m.example.org:443", "http://m:80", "http://127.0.0.1:9000",
+                                     "https://[::1]:9443", "https://m")] == [
+        "m.example.org", "m", "127.0.0.1:9000", "[::1]:9443", "m"]
