@@ -187,7 +187,10 @@ class Runner:
                 key = f"{path.folder}/{rel}" if path.folder else rel
                 log.supervisor(f"Uploading file '{rel}' to bucket '{path.bucket}' with key '{key}'")
                 try:
-                    await self.storage.call(upload_file, client, str(file_path), path.bucket, key)
+                    if client is self.storage.client:
+                        await self.storage.call(self.storage.put_file, str(file_path), path.bucket, key)
+                    else:
+                        await self.storage.call(upload_file, client, str(file_path), path.bucket, key)
                 except Exception as exc:
                     raise SupervisorError(f"output upload failed: {rel} -> {path.bucket}/{key}: {exc}") from exc
 
