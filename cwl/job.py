@@ -27,7 +27,7 @@ from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.job import JobBase, relink_initialworkdir
 from cwltool.utils import bytes2str_in_dicts
 
-from oscar_plugins import JobFailed, OscarError
+from oscar_plugins import JobFailed, JobResult, OscarError
 
 from .pathmapper import S3_SCHEME
 from .plan import JobPlan, Layout, Placement, build_placements, render_job_script
@@ -199,13 +199,14 @@ class OscarCommandLineJob(JobBase):
         outputs: CWLObjectType = {}
         status = "permanentFail"
         work = Path(runtimeContext.create_tmpdir())
+        collected: JobResult | None = None
         try:
             if submitted.expired is not None:
                 raise JobFailed(f"it did not start within {submitted.expired:g} s and was cancelled: check that its "
                                 f"image {self.target.image!r} can be pulled and that the cluster has room for cpu "
                                 f"{submitted.service.cpu} / memory {submitted.service.memory}",
                                 service=submitted.service.name, job=submitted.job.name)
-            submitted.session.collect(submitted.job, work)
+            collected = submitted.session.collect(submitted.job, work)
             self._unpack(work, submitted.plan)
             meta = work / "meta"
             rc = int((meta / "exit-code").read_text().strip())
@@ -235,7 +236,8 @@ class OscarCommandLineJob(JobBase):
         try:
             self._report(outputs, status, runtimeContext)  # first: downstream steps wait for it
         finally:
-            submitted.session.cleanup(submitted.service, submitted.job)
+            submitted.session.cleanup(submitted.service, submitted.job,
+                                      collected.objects if collected is not None else None)
             shutil.rmtree(work, ignore_errors=True)
 
     def _unpack(self, work: Path, plan: JobPlan) -> None:

@@ -46,7 +46,7 @@ class ClusterSession:
         self._services: dict[str, Service] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self._trash: queue.SimpleQueue[tuple[Service, Job] | None] = queue.SimpleQueue()
+        self._trash: queue.SimpleQueue[tuple[Service, Job, list[str] | None] | None] = queue.SimpleQueue()
         self._janitor: threading.Thread | None = None
 
     @property
@@ -101,28 +101,55 @@ class ClusterSession:
         """Download a finished job's verified outputs into ``dest`` (raises ``JobFailed``)."""
         return self.dispatcher.collect(job, dest, overwrite=True)
 
-    def cleanup(self, service: Service, job: Job) -> None:
-        """Delete the job's output objects and, unless ``keep_jobs``, the job, in the background.
+    def cleanup(self, service: Service, job: Job, keys: list[str] | None = None) -> None:
+        """Delete the job's output objects (``keys`` when known, else a listing of its folder) and, unless
+        ``keep_jobs``, the job, in the background.
 
-        One janitor thread per cluster does it, off the path from a job's end to the next step.
+        One janitor thread per cluster does it, off the path from a job's end to the next step, and
+        deletes the known objects of many jobs with one request.
         """
         with self._lock:
-            self._trash.put((service, job))
+            self._trash.put((service, job, keys))
             if self._janitor is None:
                 self._janitor = threading.Thread(target=self._sweep, name="oscar-cwl-janitor", daemon=True)
                 self._janitor.start()
 
     def _sweep(self) -> None:
-        while (item := self._trash.get()) is not None:
-            service, job = item
+        stop = False
+        while not stop:
+            item = self._trash.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= 500:
+                    break
+                try:
+                    item = self._trash.get_nowait()
+                except queue.Empty:
+                    break
+            stop = item is None
+            self._clean(batch)
+
+    def _clean(self, batch: list[tuple[Service, Job, list[str] | None]]) -> None:
+        known: dict[str, list[str]] = {}
+        for service, job, keys in batch:
             out = service.output[0]
-            prefix = f"{out.folder}/{job.name}/" if out.folder else f"{job.name}/"
             try:
-                self.client.storage.delete_prefix(out.bucket, prefix)
+                if keys is None:
+                    prefix = f"{out.folder}/{job.name}/" if out.folder else f"{job.name}/"
+                    self.client.storage.delete_prefix(out.bucket, prefix)
+                else:
+                    known.setdefault(out.bucket, []).extend(keys)
                 if not self.keep_jobs:
                     self.client.delete_job(service.name, job.name)
             except OscarError as exc:
                 log.warning("could not clean up job %s on %s: %s", job.name, self.name, exc)
+        for bucket, keys in known.items():
+            try:
+                self.client.storage.delete_keys(bucket, keys)
+            except OscarError as exc:
+                log.warning("could not delete %d output objects of finished jobs on %s: %s", len(keys), self.name,
+                            exc)
 
     def cancel(self, jobs: list[Job]) -> None:
         self.dispatcher.cancel(jobs)

@@ -50,6 +50,8 @@ class JobResult:
     outputs: list[Path] = field(default_factory=list)
     exit_code: int | None = None
     error: OscarError | None = None
+    #: Keys the job wrote in its service's output bucket (its status file and outputs), for cleaning up.
+    objects: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,7 +189,8 @@ class Dispatcher:
             storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
                              overwrite=overwrite, inline=rec.inline)
             paths.append(target)
-        return JobResult(0, job, outputs=paths, exit_code=status.exit_code)
+        objects = [prefix + STATUS_FILE, *(prefix + rec.path for rec in status.outputs)]
+        return JobResult(0, job, outputs=paths, exit_code=status.exit_code, objects=objects)
 
     # -- many jobs -------------------------------------------------------------------------------------
     def map(self, service: str, specs: Sequence[JobSpec | Sequence[Path]], out_dir: Path, *,

@@ -20,7 +20,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -372,11 +372,14 @@ class Storage:
         return digest.hexdigest()
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
-        keys = [o.key for o in self.list(bucket, prefix)]
+        return self.delete_keys(bucket, [o.key for o in self.list(bucket, prefix)])
+
+    def delete_keys(self, bucket: str, keys: Sequence[str]) -> int:
+        """Delete objects (missing ones are fine), 1,000 per request."""
         for start in range(0, len(keys), 1000):
             batch: Any = [{"Key": k} for k in keys[start:start + 1000]]
             try:
                 self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             except Exception as exc:
-                raise self._error(exc, bucket, prefix) from None
+                raise self._error(exc, bucket, keys[start]) from None
         return len(keys)

@@ -35,6 +35,23 @@ def test_scatter_branches_keep_their_own_outputs(oscar_cwl, cwltool):
     assert contents == [w.upper() + "\n" for w in words]  # every branch wrote out.txt, none overwrote another
 
 
+def test_finished_jobs_leave_no_outputs_behind(oscar_cwl, client):
+    def job_objects() -> set[str]:
+        found = set()
+        for svc in client.list_services():
+            for out in svc.output:
+                prefix = out.folder + "/" if out.folder else ""
+                found |= {f"{out.bucket}/{o.key}" for o in client.storage.list(out.bucket, prefix)
+                          if not o.key.endswith("/")}
+        return found
+
+    before = job_objects()
+    run = oscar_cwl("scatter-wf.cwl", "--items", "one", "--items", "two", "--items", "three")
+    assert run.code == 0, run.stderr
+    assert "submitted to OSCAR" in run.stderr
+    assert job_objects() - before == set()  # the janitor deleted every object the jobs wrote
+
+
 def test_stdout_and_stderr_are_kept_apart(oscar_cwl, cwltool):
     out = _same_as_cwltool(oscar_cwl, cwltool, "streams.cwl", "--text", "hello")
     assert Path(out["out"]["path"]).read_text() == "out:hello\n"
