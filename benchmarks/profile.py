@@ -42,6 +42,16 @@ sys.exit(f"{len(bad)} jobs failed: {bad[0].error}" if bad else 0)
 '''
 
 
+#: Runs a command and writes the CPU seconds it (and what it waited for) used: the client's own CPU.
+MEASURE = r'''
+import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(str(ru.ru_utime + ru.ru_stime))
+sys.exit(rc)
+'''
+
+
 def _cpu(proc: psutil.Process, children: bool = False) -> float:
     t = proc.cpu_times()
     own = t.user + t.system
@@ -116,6 +126,8 @@ def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
             job.write_text(json.dumps({"items": [f"word{i:04d}" for i in range(jobs)]}))
             cmd = [str(Path(sys.executable).parent / "oscar-cwl"), "--quiet", "--outdir", str(work / "out"),
                    str(ROOT / "tests" / "cwl" / "data" / "scatter-wf.cwl"), str(job)]
+        cpu_file = work / "client-cpu"
+        cmd = [sys.executable, "-c", MEASURE, str(cpu_file), *cmd]
         spies: list[subprocess.Popen[bytes]] = []
         pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if spy:  # --gil: only samples that hold the GIL, i.e. Python running on a CPU
@@ -123,7 +135,7 @@ def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
             for name, pid in (("api", api.pid), ("s3", s3.pid)):
                 spies.append(subprocess.Popen([*record, str(work / f"{name}.txt"), "-p", str(pid)],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            cmd = [*record, str(work / "client.txt"), "--", *cmd]
+            cmd = [*record, str(work / "client.txt"), "--subprocesses", "--", *cmd]
             time.sleep(1.0)
         before = {"api": _cpu(api, children=True), "s3": _cpu(s3)}
         scripts_before = api.cpu_times().children_user + api.cpu_times().children_system
@@ -132,8 +144,7 @@ def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"the {scenario} run failed:\n{proc.stderr[-3000:]}")
-        usage = psutil.Process().cpu_times()
-        client_cpu = usage.children_user + usage.children_system
+        client_cpu = float(cpu_file.read_text())
         t = api.cpu_times()
         scripts = t.children_user + t.children_system - scripts_before
         api_cpu = _cpu(api, children=True) - before["api"] - scripts
