@@ -16,7 +16,7 @@ from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 __all__ = ["ALGORITHM", "EMPTY_SHA256", "canonical_query", "canonical_uris", "host_header", "object_path",
-           "presign_url", "sign_headers", "signature"]
+           "presign_url", "sign_headers", "signature", "wire_path"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -56,6 +56,12 @@ def host_header(endpoint: str) -> str:
 def object_path(bucket: str, key: str) -> str:
     """The path-style request path of an object, encoded the way S3 signs it."""
     return "/" + quote(bucket, safe="") + "/" + quote(key, safe="/~")
+
+
+def wire_path(path: str) -> str:
+    """``path`` as sent: ``.`` and ``..`` segments (legal in S3 keys) percent-encoded, so that HTTP
+    clients do not resolve them away; the server decodes them and signs the key as is."""
+    return "/".join({".": "%2E", "..": "%2E%2E"}.get(seg, seg) for seg in path.split("/"))
 
 
 @lru_cache(maxsize=32)
@@ -112,4 +118,5 @@ def presign_url(endpoint: str, host: str, path: str, access_key: str, secret_key
               "X-Amz-Date": amz_date, "X-Amz-Expires": str(expires), "X-Amz-SignedHeaders": "host"}
     query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
     request = "\n".join([method.upper(), path, query, f"host:{host}\n", "host", UNSIGNED])
-    return f"{endpoint.rstrip('/')}{path}?{query}&X-Amz-Signature={signature(secret_key, scope, amz_date, request)}"
+    sig = signature(secret_key, scope, amz_date, request)
+    return f"{endpoint.rstrip('/')}{wire_path(path)}?{query}&X-Amz-Signature={sig}"

@@ -29,7 +29,7 @@ import httpx
 
 from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OutputExists, StorageError
 from ._paths import cache_dir
-from ._sigv4 import UNSIGNED, host_header, object_path, presign_url, sign_headers
+from ._sigv4 import UNSIGNED, host_header, object_path, presign_url, sign_headers, wire_path
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -168,7 +168,7 @@ class Storage:
         path = object_path(bucket, key)
         host = host_header(self.endpoint)
         extra = {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        url = self.endpoint.rstrip("/") + path
+        url = self.endpoint.rstrip("/") + wire_path(path)
         delay = 0.1
         for attempt in range(self.get_attempts):
             headers = sign_headers("GET", host, path, self.access_key, self.secret_key, self.region,

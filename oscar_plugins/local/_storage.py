@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from oscar_plugins._sigv4 import host_header, object_path, sign_headers
+from oscar_plugins._sigv4 import host_header, object_path, sign_headers, wire_path
 from oscar_plugins.local._config import Credentials, LocalClusterError
 
 __all__ = ["REGION", "S3Process", "Storage", "bucket_name_problem", "split_path"]
@@ -225,7 +225,8 @@ class Storage:
             headers = sign_headers("PUT", host_header(self.endpoint), target, *self._keys, REGION,
                                    payload_hash=digest)
             try:
-                response = self._http.put(self.endpoint.rstrip("/") + target, content=data, headers=headers)
+                response = self._http.put(self.endpoint.rstrip("/") + wire_path(target), content=data,
+                                            headers=headers)
             except httpx.TransportError as exc:
                 status, text = 0, f"{exc.__class__.__name__}: {exc}"
             else:
