@@ -176,13 +176,18 @@ def bench_official(client: Any, n: int, out: Path) -> list[Figure]:
                    f"{ours['wall']:.1f} s, peak RSS {ours['rss_mib']:.0f} MiB")]
 
 
-OFFICIAL = r'''
-import json, os, pathlib, resource, time
+#: Peak RSS of the benchmark's child process itself, prepended to each script below.
+PEAK = r'''
+import resource
 def peak():  # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's)
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+'''
+
+OFFICIAL = PEAK + r'''
+import json, os, pathlib, time
 from oscar_python.client import Client
 c = Client({{"cluster_id": "local", "endpoint": "{endpoint}", "user": "{user}",
             "password": os.environ["OSCAR_BENCH_PASSWORD"], "ssl": "False"}})
@@ -205,13 +210,8 @@ wall = time.perf_counter() - t0
 print(json.dumps({{"wall": wall, "rss_mib": peak()}}))
 '''
 
-OURS = r'''
-import json, os, pathlib, resource, time
-def peak():  # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+OURS = PEAK + r'''
+import json, os, pathlib, time
 from oscar_plugins import Dispatcher, OscarClient
 c = OscarClient.connect(endpoint="{endpoint}", user="{user}", password=os.environ["OSCAR_BENCH_PASSWORD"],
                         ssl_verify=False)
@@ -225,20 +225,15 @@ print(json.dumps({{"wall": wall, "rss_mib": peak()}}))
 
 
 # -- 4: synchronous run of a large input -----------------------------------------------------------------
-SYNC = r'''
-import json, os, pathlib, resource, sys
-def rss():  # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+SYNC = PEAK + r'''
+import json, os, pathlib, sys
 which, endpoint, user, path = sys.argv[1:5]
 if which == "ours":
     from oscar_plugins import OscarClient
     c = OscarClient.connect(endpoint=endpoint, user=user, password=os.environ["OSCAR_BENCH_PASSWORD"],
                             ssl_verify=False)
     c.service_token("bench-sync")
-    before = rss()
+    before = peak()
     r = c.run("bench-sync", pathlib.Path(path))
     text = (r.data or b"").decode()
 else:
@@ -246,9 +241,9 @@ else:
     c = Client({"cluster_id": "l", "endpoint": endpoint, "user": user,
                 "password": os.environ["OSCAR_BENCH_PASSWORD"], "ssl": "False"})
     c.get_service("bench-sync")
-    before = rss()
+    before = peak()
     text = c.run_service("bench-sync", input=path, timeout=600).text
-print(json.dumps({"growth_mib": rss() - before, "answer": text.strip()[:80]}))
+print(json.dumps({"growth_mib": peak() - before, "answer": text.strip()[:80]}))
 '''
 
 
