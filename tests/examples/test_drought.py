@@ -7,7 +7,6 @@ AIRFLOW_HOME, and the FDL services on their own. Each run asserts the physical c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -23,6 +22,8 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from tests.examples.steps import load_step
+
 DROUGHT = Path(__file__).resolve().parents[2] / "examples" / "drought"
 BIN = Path(sys.executable).parent
 #: Small but real: 3 tiles of 12 x 12 cells (5 km), 20 years (reference period 1991-2009, record to Aug 2010).
@@ -30,15 +31,7 @@ SMALL = {"tiles": 3, "tile_size": 12, "years": 20}
 
 
 def _load(path: Path) -> ModuleType:
-    name = f"drought_example_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_step(path, "drought_example")
 
 
 climate = _load(DROUGHT / "steps" / "climate.py")

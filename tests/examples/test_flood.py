@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -15,19 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.examples.steps import load_step
+
 FLOOD = Path(__file__).resolve().parents[2] / "examples" / "flood"
 
 
 def _load(path: Path) -> ModuleType:
-    name = f"flood_example_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_step(path, "flood_example")
 
 
 model = _load(FLOOD / "steps" / "model.py")
