@@ -6,12 +6,10 @@ Errors are plain text, as OSCAR's are. ``/health`` is the only route without aut
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import json
 import logging
 import platform
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,76 +21,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from oscar_plugins import __version__
-from oscar_plugins._validation import service_name_problem
-from oscar_plugins.local._runtime import Conflict, Runtime
-from oscar_plugins.local._services import ServiceError, public_view
+from oscar_plugins.local._definitions import HTTPError, view_json
+from oscar_plugins.local._gotypes import dumps
+from oscar_plugins.local._invoke import INVOKE_ROUTES
+from oscar_plugins.local._runtime import Runtime
 from oscar_plugins.local._storage import REGION, bucket_name_problem
+from oscar_plugins.local._web import authenticate, bearer, error, go_json, read_json, runtime_of, text
 
-__all__ = ["create_app", "is_admin", "service_token_ok", "text"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger("oscar_plugins.local")
 OSCAR_VERSION = "v4.1.2"
 _MAX_JSON = 16 << 20
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # IsValidLabelValue (<= 63)
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm"}
-
-
-def text(message: str, status: int) -> PlainTextResponse:
-    """A plain-text response (OSCAR's error format)."""
-    return PlainTextResponse(message if message.endswith("\n") else message + "\n", status_code=status)
-
-
-def _unauthorized(message: str = "Unauthorized: give the cluster's basic-auth user and password") -> Response:
-    response = text(message, 401)
-    response.headers["WWW-Authenticate"] = 'Basic realm="Authorization Required"'
-    return response
-
-
-def is_admin(request: Request) -> bool:
-    """Whether the request carries the cluster's basic-auth credentials (constant-time comparison)."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    creds = request.app.state.runtime.config.creds
-    user_ok = hmac.compare_digest(user.encode(), creds.username.encode())
-    password_ok = hmac.compare_digest(password.encode(), creds.password.encode())
-    return user_ok and password_ok
-
-
-def bearer(request: Request) -> str | None:
-    """The bearer token of a request, if any."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-
-def service_token_ok(request: Request, service: dict[str, Any] | None) -> bool:
-    """Whether the request carries ``service``'s token as a bearer token."""
-    token = bearer(request)
-    expected = str((service or {}).get("token") or "")
-    return bool(token and expected) and hmac.compare_digest(str(token).encode(), expected.encode())
-
-
-async def read_json(request: Request) -> Any:
-    """Decode a JSON body.
-
-    Raises:
-        ValueError: the body is too large or not JSON; the message says so.
-    """
-    body = await request.body()
-    if len(body) > _MAX_JSON:
-        raise ValueError(f"the body is larger than {_MAX_JSON} bytes")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"malformed JSON body: {exc}") from exc
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 # routes -----------------------------------------------------------------------------------------
@@ -101,82 +43,106 @@ async def health(request: Request) -> Response:
 
 
 async def info(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
+    """``info.go`` MakeInfoHandler: the version without a leading ``v`` (it comes from the release tag)."""
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    runtime = runtime_of(request)
     machine = platform.machine().lower()
-    return JSONResponse({
-        "version": OSCAR_VERSION,
+    return go_json(dumps({
+        "version": runtime.persona.version,
         "git_commit": f"oscar-plugins-{__version__}",
         "architecture": _GOARCH.get(machine, machine),
-        "kubernetes_version": "local",
+        "kubernetes_version": "v1.30.0+oscar-plugins-local",
         "serverless_backend": {"name": "local", "version": __version__},
-        "local_execution": _runtime(request).config.engine,
-    })
+        "local_execution": runtime.config.engine,
+    }))
 
 
 async def config(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
-    cfg = _runtime(request).config
-    return JSONResponse({
-        "config": {
-            "name": "oscar", "namespace": "oscar", "services_namespace": "oscar-svc",
-            "serverless_backend": "local", "gpu_available": False, "interLink_available": False,
-            "kueue_enable": False, "yunikorn_enable": False, "volume_enable": False,
-            "minio_quota_enabled": False, "oidc_groups": [], "controller_service_account": "oscar-sa",
-        },
-        "minio_provider": {
-            "endpoint": cfg.s3_endpoint, "verify": False, "access_key": cfg.creds.s3_access_key,
-            "secret_key": cfg.creds.s3_secret_key, "region": REGION,
-        },
-        "allowed_image_repositories": [],
-    })
+    """``config.go`` MakeConfigHandler: ``types.Config``'s visible keys at this version, and MinIO's
+    endpoint and keys (the same keys for every user here; OSCAR gives OIDC users their own)."""
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    runtime = runtime_of(request)
+    cfg, persona = runtime.config, runtime.persona
+    values: dict[str, Any] = {
+        "name": "oscar", "namespace": "oscar", "services_namespace": "oscar-svc",
+        "controller_service_account": "oscar-sa", "gpu_available": False, "interLink_available": False,
+        "serverless_backend": "knative", "yunikorn_enable": False, "oidc_groups": [], "kueue_enable": False,
+        "volume_enable": False, "minio_quota_enabled": False,
+    }
+    body: dict[str, Any] = {
+        "config": {k: values[k] for k in persona.config_keys},
+        "minio_provider": {"endpoint": cfg.s3_endpoint, "verify": cfg.s3_verify, "access_key": cfg.creds.s3_access_key,
+                           "secret_key": cfg.creds.s3_secret_key, "region": REGION},
+    }
+    if persona.allowed_image_repositories:
+        body["allowed_image_repositories"] = []
+    return go_json(dumps(body))
 
 
 async def status(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
-    return JSONResponse(await _runtime(request).status())
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    return go_json(dumps(await runtime_of(request).status(caller.admin)))
 
 
 async def services(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
-    runtime = _runtime(request)
-    if request.method == "GET":
-        endpoint = runtime.config.s3_endpoint
-        return JSONResponse([public_view(s, endpoint) for s in runtime.store.list_services()])
+    """``GET`` (list.go), ``POST`` (create.go) and ``PUT`` (update.go) ``/system/services``."""
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    runtime = runtime_of(request)
     try:
-        body = await read_json(request)
+        if request.method == "GET":
+            found = runtime.store.list_services()
+            return go_json(view_json(runtime.persona, [s for s in found if runtime.visible(s, caller)]))
+        try:
+            body = await read_json(request)
+        except ValueError as exc:
+            return text(f"The service specification is not valid: {exc}", 400)
         if request.method == "POST":
-            await runtime.create_service(body)
+            await runtime.create_service(body, caller)
             return Response(status_code=201)
-        if not await runtime.update_service(body):
-            return text(f"the service {body.get('name')!r} does not exist", 404)
+        await runtime.update_service(body, caller)
         return Response(status_code=204)
-    except (ServiceError, ValueError) as exc:
-        return text(str(exc), 400)
-    except Conflict as exc:
-        return text(str(exc), 409)
+    except HTTPError as exc:
+        return error(exc)
 
 
 async def service(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
-    runtime, name = _runtime(request), request.path_params["name"]
-    found = None if service_name_problem(name) else runtime.store.get_service(name)
-    if found is None:
-        return text(f"the service {name!r} does not exist", 404)
-    if request.method == "GET":
-        return JSONResponse(public_view(found, runtime.config.s3_endpoint))
-    await runtime.delete_service(name)
-    return Response(status_code=204)
+    """``GET`` (read.go) and ``DELETE`` (delete.go) ``/system/services/{name}``."""
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    runtime, name = runtime_of(request), request.path_params["name"]
+    persona = runtime.persona
+    try:
+        if request.method == "DELETE":
+            await runtime.delete_service(name, caller)
+            return Response(status_code=204)
+        if persona.version_tuple >= (4, 0, 0) and (not name.strip() or len(name) > 63 or not _LABEL_VALUE.match(name)):
+            return text("invalid serviceName", 400)
+        found = runtime.read_service(name)
+        if found is None:
+            return Response(status_code=404)
+        if not runtime.visible(found, caller):
+            if persona.version_tuple >= (4, 0, 0) or found.get("visibility") not in ("private", "restricted"):
+                return text(f"User {caller.uid} doesn't have permision to get this service", 403)
+            return Response(status_code=200)  # v3.x: the switch falls through without an answer
+        return go_json(view_json(persona, found))
+    except HTTPError as exc:
+        return error(exc)
 
 
 async def presign(request: Request) -> Response:
-    if not is_admin(request):
-        return _unauthorized()
-    runtime, bucket = _runtime(request), request.path_params["bucket"]
+    caller = await authenticate(request)
+    if isinstance(caller, Response):
+        return caller
+    runtime, bucket = runtime_of(request), request.path_params["bucket"]
     problem = bucket_name_problem(bucket)
     if problem:
         return text(problem, 400)
@@ -194,10 +160,10 @@ async def presign(request: Request) -> Response:
 
 async def s3_events(request: Request) -> Response:
     """Webhook of the S3 child process (like MinIO's notification webhook)."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     token = bearer(request) or ""
     if not hmac.compare_digest(token.encode(), runtime.config.hook_secret.encode()):
-        return _unauthorized("Unauthorized")
+        return text("Unauthorized", 401)
     try:
         body = await read_json(request)
         events = body["events"]
@@ -205,7 +171,8 @@ async def s3_events(request: Request) -> Response:
         return text(f"malformed event batch: {exc}", 400)
     for event in events:
         if isinstance(event, dict) and str(event.get("event", "")).startswith("s3:ObjectCreated"):
-            await runtime.object_created(str(event["bucket"]), str(event["key"]), str(event.get("id") or ""))
+            await runtime.object_created(str(event["bucket"]), str(event["key"]), str(event.get("id") or ""),
+                                         int(event.get("size") or 0), str(event.get("etag") or ""))
     return Response(status_code=204)
 
 
@@ -216,8 +183,6 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 def create_app(runtime: Runtime) -> Starlette:
     """Build the application for a runtime (started and stopped with the app's lifespan)."""
-    from oscar_plugins.local._invoke import INVOKE_ROUTES
-
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.startup()

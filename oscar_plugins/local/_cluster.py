@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,14 +33,16 @@ from oscar_plugins.local._config import (
     write_json_atomic,
 )
 from oscar_plugins.local._execution import detect_engine
+from oscar_plugins.local._persona import persona
 from oscar_plugins.local._runtime import Runtime, RuntimeConfig
 from oscar_plugins.local._storage import S3Process, Storage, warm_session
 from oscar_plugins.local._store import Store
 
-__all__ = ["ENV_ENGINE", "LocalCluster"]
+__all__ = ["ENV_ENGINE", "ENV_VERSION", "LocalCluster"]
 
 logger = logging.getLogger("oscar_plugins.local")
 ENV_ENGINE = "OSCAR_PLUGINS_LOCAL_ENGINE"
+ENV_VERSION = "OSCAR_PLUGINS_LOCAL_VERSION"
 
 
 def _url_host(host: str) -> str:
@@ -105,6 +107,11 @@ class LocalCluster:
         s3_port: port of the S3 server (0 as for ``port``).
         run_timeout: seconds a synchronous ``/run`` may take (OSCAR: 300).
         s3_events: ``webhook`` (moto hooked, like MinIO notifications) or ``poll`` (list every 0.5 s).
+        oscar_version: the OSCAR release to answer as (``4.1.2``, ``4.0.0``, ``3.7.1``, ``3.6.3`` or their
+            ``major.minor``); default ``OSCAR_PLUGINS_LOCAL_VERSION``, else 4.1.2. See docs/FIDELITY.md.
+        minio_restart: seconds a service create or delete pauses while the S3 server restarts, as OSCAR
+            restarts MinIO and waits 6 s (``utils/minio.go`` RestartServer); 0 (default) skips it.
+        oidc_issuers: OIDC issuers whose access tokens the cluster accepts (discovery + userinfo).
     """
 
     def __init__(
@@ -119,12 +126,17 @@ class LocalCluster:
         s3_port: int = 0,
         run_timeout: float = 300.0,
         s3_events: str = "webhook",
+        oscar_version: str | None = None,
+        minio_restart: float = 0.0,
+        oidc_issuers: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir is not None else default_data_dir()
         self.port, self.host, self.s3_port = port, host, s3_port
         self.cpus = float(cpus) if cpus is not None else float(os.cpu_count() or 1)
         self.memory = int(memory) if memory is not None else int(psutil.virtual_memory().total * 0.8)
         self._engine_choice, self.run_timeout, self.s3_events = engine, run_timeout, s3_events
+        self.persona = persona(oscar_version or os.environ.get(ENV_VERSION) or None)
+        self.minio_restart, self.oidc_issuers = float(minio_restart), tuple(oidc_issuers)
         self.engine = "host"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -226,8 +238,9 @@ class LocalCluster:
         endpoint = f"http://{_url_host(self.host)}:{self._s3.port}"
         self._storage = Storage(endpoint, self._creds.s3_access_key, self._creds.s3_secret_key, session=session)
         config = RuntimeConfig(self.data_dir, self._creds, endpoint, self.engine, self.cpus, self.memory,
-                               self.run_timeout, hook_secret, self._s3.events)
-        runtime = Runtime(config, self._store, self._storage)
+                               self.run_timeout, hook_secret, self._s3.events, persona=self.persona,
+                               minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers)
+        runtime = Runtime(config, self._store, self._storage, s3_restart=self._s3.restart)
         runtime.recover()
         # Idle keep-alive connections stay open 75 s (nginx's default; Go's server has no limit): with
         # uvicorn's 5 s, a client reusing a connection just as the server closes it gets a reset.

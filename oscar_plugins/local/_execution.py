@@ -25,7 +25,6 @@ __all__ = [
     "detect_engine",
     "host_command",
     "input_file_name",
-    "matches_filters",
     "output_files",
 ]
 
@@ -69,8 +68,13 @@ class WorkDirs:
 
     @property
     def log(self) -> Path:
-        """Output of synchronous runs."""
+        """Supervisor log of synchronous runs."""
         return self.root / "run.log"
+
+    @property
+    def captured(self) -> Path:
+        """The script's output, kept whatever the log level (the supervisor's ``self.output``)."""
+        return self.root / "script-output"
 
     def create(self, script: str) -> None:
         """Create the directories (mode 0700) and write the script."""
@@ -209,13 +213,6 @@ def detect_engine(preferred: str | None = None) -> str:
         if shutil.which(engine):
             return engine
     return "host"
-
-
-def matches_filters(name: str, prefixes: Sequence[str] | None, suffixes: Sequence[str] | None) -> bool:
-    """Whether a file's basename passes an output entry's prefix and suffix lists (empty = all)."""
-    if prefixes and not any(name.startswith(p) for p in prefixes):
-        return False
-    return not suffixes or any(name.endswith(s) for s in suffixes)
 
 
 def output_files(output_dir: Path) -> Iterator[tuple[Path, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -36,18 +36,22 @@ def supervisor_line(message: str, level: str = "INFO", now: float | None = None)
 
 
 class JobLog:
-    """Append-only log of one execution.
+    """Append-only log of one execution, as a pod's log reads: the supervisor's lines, the script's output
+    as DEBUG lines (faas-supervisor logs each line with ``get_logger().debug``), then what it prints.
 
     Args:
         path: the log file (created with mode 0600).
         log_level: the service's ``log_level``; supervisor lines below it are not written.
+        capture: a file that receives the script's output whatever the level (the supervisor keeps it in
+            ``self.output`` for its response).
     """
 
-    def __init__(self, path: Path, log_level: str = "INFO") -> None:
+    def __init__(self, path: Path, log_level: str = "INFO", capture: Path | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
         self._threshold = LEVELS.get(str(log_level).upper(), logging.INFO)
         self._file: BinaryIO | None = open(path, "ab", buffering=0)  # closed in close()
+        self._capture: BinaryIO | None = open(capture, "ab") if capture is not None else None
         self._partial = b""
         self.supervisor_lines: list[str] = []
 
@@ -59,22 +63,57 @@ class JobLog:
         self.supervisor_lines.append(line)
         self._write_line(line.encode("utf-8", "replace"))
 
+    @property
+    def debug(self) -> bool:
+        """Whether DEBUG lines (the script's output) reach the log."""
+        return self._threshold <= logging.DEBUG
+
     def output(self, chunk: bytes) -> None:
-        """Append a chunk of the script's output, split into lines."""
+        """Take a chunk of the script's output: captured, and logged line by line at DEBUG."""
+        if self._capture is not None:
+            self._capture.write(chunk)
+        if not self.debug:
+            return
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()
         for line in lines:
-            self._write_line(line)
+            self._debug_line(line)
         if len(self._partial) > _MAX_LINE:
-            self._write_line(self._partial)
+            self._debug_line(self._partial)
             self._partial = b""
+
+    def _debug_line(self, line: bytes) -> None:
+        text = line.decode("utf-8", "ignore").strip()
+        self._write_line(supervisor_line(text, "DEBUG").encode("utf-8", "replace"))
 
     def flush_output(self) -> None:
         """Write a last unterminated output line."""
         if self._partial:
-            self._write_line(self._partial)
+            self._debug_line(self._partial)
             self._partial = b""
+        if self._capture is not None:
+            self._capture.flush()
+
+    def printed(self, chunks: Iterable[bytes]) -> None:
+        """What the supervisor prints on stdout (its response) and print()'s newline, streamed line by line
+        (a base64 response is one long line; it is never held whole)."""
+        if self._file is None:
+            return
+        at_start = True
+        for chunk in chunks:
+            parts = chunk.split(b"\n")
+            for index, part in enumerate(parts):
+                if at_start:
+                    self._file.write(_stamp() + b" ")
+                    at_start = False
+                self._file.write(part)
+                if index < len(parts) - 1:
+                    self._file.write(b"\n")
+                    at_start = True
+        if at_start:
+            self._file.write(_stamp() + b" ")
+        self._file.write(b"\n")
 
     def _write_line(self, line: bytes) -> None:
         if self._file is not None:
@@ -86,19 +125,19 @@ class JobLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
 
 
-def read_log(path: Path, timestamps: bool = False, skip_supervisor: bool = False) -> Iterator[bytes]:
+def read_log(path: Path, timestamps: bool = False) -> Iterator[bytes]:
     """Yield a stored log's lines (with ``\\n``), without timestamps unless ``timestamps``.
 
     Args:
         path: the log file.
         timestamps: keep the RFC 3339 timestamp at the start of each line.
-        skip_supervisor: leave out supervisor lines (used for the output of synchronous runs).
     """
     with open(path, "rb") as handle:
         for raw in handle:
             text = raw.partition(b" ")[2]
-            if skip_supervisor and b" - supervisor - " in text[:40]:
-                continue
             yield raw if timestamps else text

@@ -135,8 +135,8 @@ def b64_file_chunks(path: Path, chunk_size: int = 3 << 18) -> Iterator[bytes]:
             yield base64.b64encode(block)
 
 
-def zip_files(files: list[tuple[Path, str]], dest: Path) -> None:
+def zip_files(files: list[tuple[Path, str]], dest: Path, compression: int = zipfile.ZIP_DEFLATED) -> None:
     """Write a zip archive of ``(path, name in the archive)`` pairs, streaming from disk."""
-    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(dest, "w", compression=compression) as archive:
         for path, name in files:
             archive.write(path, name)

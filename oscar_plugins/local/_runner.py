@@ -1,18 +1,23 @@
 """Run one execution (a job, or a synchronous ``/run`` call) the way faas-supervisor does.
 
-Steps: download the triggering object (bucket-triggered jobs), run ``/bin/sh <script>`` with the
-service's environment, log its output line by line, then upload the files of ``$TMP_OUTPUT_DIR`` to
-the service's ``output`` paths. Like OSCAR, the script's exit code does not decide the job's status:
+Steps for a job (the rules are in ``_supervisor``): read the event as ``echo $EVENT`` gives it, save it
+or download the object it names, run ``/bin/sh <script>`` with the service's environment (its output
+logged at DEBUG), upload the files of ``$TMP_OUTPUT_DIR`` to the service's ``output`` paths, then print
+the response. Like OSCAR, the script's exit code does not decide the job's status:
 only supervisor-level failures (download, upload, kill, memory limit, timeout) make it ``Failed``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
 import time
+import uuid
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +29,26 @@ from oscar_plugins.local._execution import (
     container_env,
     host_command,
     input_file_name,
-    matches_filters,
     output_files,
 )
 from oscar_plugins.local._joblog import JobLog
+from oscar_plugins.local._payload import b64_file_chunks, zip_files
 from oscar_plugins.local._process import kill_group, pump_output, spawn, wait_exit
-from oscar_plugins.local._services import external_provider, output_paths
+from oscar_plugins.local._services import external_provider
 from oscar_plugins.local._storage import Storage, upload_file
 from oscar_plugins.local._store import FAILED, RUNNING, SUCCEEDED, Store
+from oscar_plugins.local._supervisor import (
+    Event,
+    EventError,
+    echo_event,
+    file_key,
+    parse_event,
+    passes_filters,
+    response_memory,
+    save_unknown,
+)
 
-__all__ = ["Execution", "Runner", "SupervisorError"]
+__all__ = ["Execution", "Runner", "SupervisorError", "file_chunks"]
 
 logger = logging.getLogger("oscar_plugins.local")
 _ENGINE_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "CONTAINER_HOST", "XDG_RUNTIME_DIR",
@@ -44,6 +59,13 @@ KILL_REASONS = {
     "deleted": "the job was deleted and its processes killed",
     "shutdown": "killed by local cluster shutdown",
 }
+
+
+def file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of a file in chunks (nothing when it does not exist)."""
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
 
 
 class SupervisorError(Exception):
@@ -62,7 +84,8 @@ class Execution:
     cpu: float
     memory: int
     input_file: Path | None = None
-    s3_input: tuple[str, str] | None = None
+    #: A job's body: the pod's ``EVENT``, piped to the supervisor through ``echo $EVENT``.
+    event: bytes | None = None
     status: str = "Pending"
     reason: str | None = None
     exit_code: int | None = None
@@ -87,12 +110,16 @@ class Runner:
 
     async def execute(self, ex: Execution) -> None:
         """Run an execution to its end and record the outcome."""
-        log = await asyncio.to_thread(JobLog, ex.log_path, str(ex.service.get("log_level") or "INFO"))
+        capture = ex.work.captured
+        log = await asyncio.to_thread(JobLog, ex.log_path, str(ex.service.get("log_level") or "INFO"), capture)
         ex.status = RUNNING
         if not ex.sync:
             self.store.set_running(ex.name, time.time())
         try:
-            await self._steps(ex, log)
+            if ex.sync:
+                await self._sync_steps(ex, log)
+            else:
+                await self._job_steps(ex, log, capture)
             ex.status = SUCCEEDED
         except SupervisorError as exc:
             ex.status, ex.reason = FAILED, str(exc)
@@ -109,31 +136,83 @@ class Runner:
                     self.store.finish_job(ex.name, ex.status, time.time(), ex.exit_code, ex.reason)
                 await asyncio.to_thread(ex.work.remove)
 
-    async def _steps(self, ex: Execution, log: JobLog) -> None:
-        log.supervisor("SUPERVISOR: Initializing local supervisor (oscar-plugins embedded cluster)")
-        object_key = None
-        if ex.s3_input is not None:
-            bucket, key = ex.s3_input
-            object_key = f"{bucket}/{key}"
-            dest = ex.work.input / input_file_name(key)
-            log.supervisor(f"Downloading item from bucket '{bucket}' with key '{key}'")
-            try:
-                await self.storage.call(self.storage.download, bucket, key, dest)
-            except Exception as exc:
-                raise SupervisorError(f"input download failed: s3://{bucket}/{key}: {exc}") from exc
-            log.supervisor(f"Successful download of file '{key}' from bucket '{bucket}' in path '{dest}'")
-            ex.input_file = dest
-        elif ex.input_file is not None:
-            log.supervisor(f"Received event: input saved to '{ex.input_file}'")
-        log.supervisor(f"Running the service script (execution mode: {self.engine})")
-        ex.exit_code = await self._run_script(ex, log, object_key)
+    async def _sync_steps(self, ex: Execution, log: JobLog) -> None:
+        """A ``/run`` call: the body is the supervisor's stdin (fwatchdog), already saved as the input file."""
+        log.supervisor("SUPERVISOR: Initializing Binary supervisor")
+        log.supervisor(f"INPUT_FILE_PATH variable set to '{ex.input_file}'")
+        ex.exit_code = await self._run_script(ex, log, None)
+        self._check_killed(ex)
+        log.supervisor("Creating response")
+
+    def _check_killed(self, ex: Execution) -> None:
         if ex.killed:
             template = KILL_REASONS.get(ex.killed, "killed: {reason}")
             raise SupervisorError(template.format(memory=ex.memory, timeout=self.run_timeout, reason=ex.killed))
-        log.supervisor(f"Script exited with code {ex.exit_code}")
-        if not ex.sync:
-            await self._upload_outputs(ex, log)
-        log.supervisor("Creating response" if ex.sync else "Job finished")
+
+    async def _job_steps(self, ex: Execution, log: JobLog, capture: Path) -> None:
+        """A job, as ``echo $EVENT | supervisor`` runs it (see ``_supervisor``): parse, input, script,
+        uploads, response."""
+        stdin = echo_event((ex.event or b"").decode("utf-8", "surrogateescape"), ex.work.root)
+        log.supervisor(f"EVENT received: {stdin}", "DEBUG")
+        try:
+            event = parse_event(stdin)
+        except EventError as exc:
+            raise SupervisorError(f"the supervisor crashed reading the event ({exc})") from None
+        for line in event.lines:
+            log.supervisor(line)
+        log.supervisor("Reading storage configuration")
+        log.supervisor(f"Using MinIO credentials for user: '{self.storage.access_key}'")
+        log.supervisor("SUPERVISOR: Initializing Binary supervisor")
+        object_key = await self._input(ex, log, event)
+        log.supervisor(f"INPUT_FILE_PATH variable set to '{ex.input_file}'")
+        log.supervisor(f"Script file found in '{ex.work.script}'")
+        ex.exit_code = await self._run_script(ex, log, object_key)
+        self._check_killed(ex)
+        files = await asyncio.to_thread(lambda: list(output_files(ex.work.output)))
+        await self._upload_outputs(ex, log, files)
+        log.supervisor("Creating response")
+        await self._respond(ex, log, event, files, capture)
+
+    async def _input(self, ex: Execution, log: JobLog, event: Event) -> str | None:
+        if event.kind == "UNKNOWN":
+            log.supervisor("Found 'LOCAL' input provider")
+            try:
+                data = save_unknown(event)
+            except EventError as exc:
+                raise SupervisorError(f"the supervisor crashed saving the event ({exc})") from None
+            ex.input_file = ex.work.input / f"event-file-{uuid.uuid4()}"
+            await asyncio.to_thread(ex.input_file.write_bytes, data)
+            return None
+        log.supervisor(f"Found '{event.kind}' input provider")
+        log.supervisor(f"Downloading item from bucket '{event.bucket}' with key '{event.key}'")
+        dest = ex.work.input / input_file_name(event.key)
+        try:
+            await self.storage.call(self.storage.download, event.bucket, event.key, dest)
+        except Exception as exc:
+            raise SupervisorError(f"input download failed: s3://{event.bucket}/{event.key}: {exc}") from exc
+        log.supervisor(f"Successful download of file '{event.key}' from bucket '{event.bucket}' in path '{dest}'")
+        ex.input_file = dest
+        return event.key
+
+    async def _respond(self, ex: Execution, log: JobLog, event: Event, files: list[tuple[Path, str]],
+                       capture: Path) -> None:
+        """``create_response``: an unknown event's outputs as base64 (one file, or a zip of several) built in
+        memory, which can exceed the pod's memory after a successful upload; else the script's output."""
+        if event.kind != "UNKNOWN" or not files:
+            await asyncio.to_thread(log.printed, file_chunks(capture))
+            return
+        sizes = [path.stat().st_size for path, _ in files]
+        needed = response_memory(sizes)
+        if needed > ex.memory:
+            raise SupervisorError(
+                f"OOMKilled: the supervisor holds its response in memory: the base64 of the {len(files)} output "
+                f"file(s), {sum(sizes)} bytes, needs about {needed} bytes, over the memory limit ({ex.memory} bytes)")
+        if len(files) == 1:
+            source = files[0][0]
+        else:
+            source = ex.work.root / "response.zip"
+            await asyncio.to_thread(zip_files, files, source, zipfile.ZIP_STORED)
+        await asyncio.to_thread(log.printed, b64_file_chunks(source))
 
     def _command(self, ex: Execution, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         if self.engine == "host":
@@ -171,38 +250,35 @@ class Runner:
         log.flush_output()
         return code
 
-    async def _upload_outputs(self, ex: Execution, log: JobLog) -> None:
-        try:
-            paths = output_paths(ex.service)
-        except ValueError as exc:
-            raise SupervisorError(f"output upload failed: {exc}") from exc
-        files = list(output_files(ex.work.output))
-        if paths and not files:
-            log.supervisor("No output files found in TMP_OUTPUT_DIR")
-        for path in paths:
-            client = self._client(ex, path.provider)
+    async def _upload_outputs(self, ex: Execution, log: JobLog, files: list[tuple[Path, str]]) -> None:
+        """``upload_output``: each file whose path relative to ``$TMP_OUTPUT_DIR`` passes an output's prefix
+        and suffix lists goes to that output (``get_file_key``); a provider without credentials (an unknown
+        type or id) is the supervisor's silent ``Local`` provider: nothing is uploaded."""
+        log.supervisor(f"Searching for files to upload in folder '{ex.work.output}'")
+        for entry in ex.service.get("output") or []:
+            provider, path = str(entry.get("storage_provider") or ""), str(entry.get("path") or "")
+            log.supervisor(f"Checking files for uploading to '{provider}' on path: '{path}'")
+            client = self._client(ex, provider)
             for file_path, rel in files:
-                if not matches_filters(file_path.name, path.prefix, path.suffix):
+                name = rel.strip().lstrip("/")
+                if not passes_filters(name, entry.get("prefix"), entry.get("suffix")) or client is None:
                     continue
-                key = f"{path.folder}/{rel}" if path.folder else rel
-                log.supervisor(f"Uploading file '{rel}' to bucket '{path.bucket}' with key '{key}'")
+                bucket, key = file_key(path, name)
+                log.supervisor(f"Uploading file '{key}' to bucket '{bucket}'")
                 try:
                     if client is self.storage.client:
-                        await self.storage.call(self.storage.put_file, str(file_path), path.bucket, key)
+                        await self.storage.call(self.storage.put_file, str(file_path), bucket, key)
                     else:
-                        await self.storage.call(upload_file, client, str(file_path), path.bucket, key)
+                        await self.storage.call(upload_file, client, str(file_path), bucket, key)
                 except Exception as exc:
-                    raise SupervisorError(f"output upload failed: {rel} -> {path.bucket}/{key}: {exc}") from exc
+                    log.printed([f"There was an exception in _parse_output\n{exc}".encode()])
+                    raise SupervisorError(f"output upload failed: {rel} -> {bucket}/{key}: {exc}") from exc
 
     def _client(self, ex: Execution, provider: str) -> Any:
-        kind = provider.partition(".")[0]
-        if provider in ("minio", "minio.default"):
+        kind, _, ident = provider.partition(".")
+        if kind.lower() == "minio" and ident in ("", "default"):
             return self.storage.client
-        if kind not in ("minio", "s3"):
-            raise SupervisorError(f"output upload failed: storage provider type '{kind}' is not supported by "
-                                  "the local cluster (use minio or s3)")
-        creds = external_provider(ex.service, provider)
-        if creds is None:
-            raise SupervisorError(f"output upload failed: storage provider '{provider}' is not defined in the "
-                                  "service's storage_providers")
-        return self.storage.client_for(creds)
+        if kind.lower() not in ("minio", "s3"):
+            return None
+        creds = external_provider(ex.service, f"{kind.lower()}.{ident or 'default'}")
+        return None if creds is None else self.storage.client_for(creds)

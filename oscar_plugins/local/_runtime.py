@@ -4,46 +4,63 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import platform
+import re
 import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from oscar_plugins._validation import service_name_problem
+from oscar_plugins.local._callers import Caller, OidcVerifier
 from oscar_plugins.local._config import Credentials, inside
+from oscar_plugins.local._definitions import (
+    DEFAULT_OWNER,
+    UNREADABLE,
+    HTTPError,
+    bind,
+    check_values,
+    format_uid,
+    kubernetes_problem,
+    normalize_paths,
+    sanitize,
+    stored,
+)
 from oscar_plugins.local._execution import WorkDirs, default_job_name
 from oscar_plugins.local._joblog import JobLog
 from oscar_plugins.local._payload import save_body
+from oscar_plugins.local._persona import Persona, persona
 from oscar_plugins.local._runner import Execution, Runner
 from oscar_plugins.local._scheduler import Scheduler, Unschedulable
 from oscar_plugins.local._services import (
+    ServiceError,
     input_paths,
     local_paths,
-    normalize_service,
-    parse_minio_event,
     resources,
     triggered_by,
 )
-from oscar_plugins.local._storage import Storage
-from oscar_plugins.local._store import FAILED, FINISHED, JobRow, Store
+from oscar_plugins.local._storage import REGION, Storage
+from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
+from oscar_plugins.local._supervisor import minio_event
 
-__all__ = ["Conflict", "Runtime", "RuntimeConfig"]
+__all__ = ["MAX_ARG_STRLEN", "Runtime", "RuntimeConfig", "event_owner"]
 
 logger = logging.getLogger("oscar_plugins.local")
 TTL_JOB = 30 * 24 * 3600
 RESTART_REASON = "killed by local cluster restart"
-
-
-class Conflict(Exception):
-    """The resource exists already."""
+SERVICES_NAMESPACE = "oscar-svc"
+#: Linux MAX_ARG_STRLEN: the longest single environment string (``EVENT=<body>`` and its NUL).
+MAX_ARG_STRLEN = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,13 +76,45 @@ class RuntimeConfig:
     run_timeout: float
     hook_secret: str
     events: str  # "webhook" or "poll"
+    persona: Persona = field(default_factory=persona)
+    s3_verify: bool = False
+    #: Seconds a service create, an update adding buckets or a delete pauses for MinIO's restart
+    #: (``utils/minio.go`` RestartServer: restart, then 6 s); 0 = no restart.
+    minio_restart: float = 0.0
+    oidc_issuers: tuple[str, ...] = ()
+
+
+def _event_too_long(service: dict[str, Any], body: bytes) -> bool:
+    size = len(body)
+    if service.get("interlink_node_name"):
+        size = 4 * ((size + 2) // 3)  # EVENT=base64(body) for interLink nodes
+    return len(b"EVENT=") + size + 1 > MAX_ARG_STRLEN
+
+
+def event_owner(body: bytes) -> str | None:
+    """``job.go`` decodeEventBytes: for a body with a ``Records`` list (a MinIO event), the
+    ``principalId`` of its first record (``""`` when absent: the Go code recovers from the panic); None
+    for any other body."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return None
+    try:
+        return str(event["Records"][0]["requestParameters"]["principalId"])
+    except (IndexError, KeyError, TypeError):
+        return ""
 
 
 class Runtime:
     """Services, executions and bucket events of the local cluster (used from the event loop)."""
 
-    def __init__(self, config: RuntimeConfig, store: Store, storage: Storage) -> None:
+    def __init__(self, config: RuntimeConfig, store: Store, storage: Storage,
+                 s3_restart: Callable[[], None] | None = None) -> None:
         self.config, self.store, self.storage = config, store, storage
+        self.s3_restart = s3_restart
+        self.oidc = OidcVerifier(list(config.oidc_issuers))
         self.scheduler = Scheduler(config.cpus, config.memory, Runner(store, storage, config.engine,
                                                                           config.run_timeout))
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -112,40 +161,149 @@ class Runtime:
             self.log_path(service, name).unlink()
 
     # services -----------------------------------------------------------------------------------
-    async def create_service(self, raw: object) -> None:
-        """Create a service and its buckets.
+    @property
+    def persona(self) -> Persona:
+        """The OSCAR release this cluster answers as."""
+        return self.config.persona
+
+    def minio_default(self) -> dict[str, Any]:
+        """``cfg.MinIOProvider`` without its keys (what checkValues copies into every service)."""
+        return {"endpoint": self.config.s3_endpoint, "verify": self.config.s3_verify, "region": REGION}
+
+    def read_service(self, name: str) -> dict[str, Any] | None:
+        """A service as OSCAR reads it back (it may carry ``UNREADABLE``), or None."""
+        return None if service_name_problem(name) else self.store.get_service(name)
+
+    def list_services(self) -> list[dict[str, Any]]:
+        """Every readable service (the job and bucket paths skip unreadable ones, as they fail there)."""
+        return [s for s in self.store.list_services() if UNREADABLE not in s]
+
+    def visible(self, service: dict[str, Any], caller: Caller) -> bool:
+        """``authorizeRequest`` (``logs.go``): the admin sees all; a user sees public services, their own,
+        and restricted ones that list them."""
+        if caller.admin:
+            return True
+        visibility = service.get("visibility")
+        return (visibility == "public" or service.get("owner") == caller.uid
+                or (visibility == "restricted" and caller.uid in (service.get("allowed_users") or [])))
+
+    def _namespace(self, caller: Caller) -> str:
+        if caller.admin:
+            return SERVICES_NAMESPACE
+        digest = hashlib.sha256(str(caller.uid).encode()).hexdigest()[:8]
+        return f"{SERVICES_NAMESPACE}-{re.sub('[^a-z0-9]', '', str(caller.uid).lower())[:8]}-{digest}"
+
+    async def create_service(self, raw: object, caller: Caller) -> None:
+        """``POST /system/services`` (``create.go`` MakeCreateHandler).
 
         Raises:
-            ServiceError: invalid definition.
-            Conflict: the name is taken.
+            HTTPError: with OSCAR's status and body for each refusal.
         """
-        service = normalize_service(raw)
-        if self.store.get_service(service["name"]) is not None:
-            raise Conflict("A service with the provided name already exists")
-        await self._create_buckets(service)
-        if not self.store.put_service(service["name"], service):
-            raise Conflict("A service with the provided name already exists")
+        p = self.persona
+        body_owner = isinstance(raw, dict) and any(str(k).lower() == "owner" for k in raw)
+        service = bind(p, raw)
+        if caller.admin and not (p.body_owner_on_create and body_owner):
+            service["owner"] = DEFAULT_OWNER
+        if p.normalizes_paths:
+            normalize_paths(service)
+        sanitize(service)
+        check_values(p, service, self.minio_default())
+        if not caller.admin:
+            service["owner"] = str(caller.uid)
+        service["namespace"] = service.get("namespace") or self._namespace(caller)
+        if p.owner_labels:
+            service["labels"]["owner_name"] = "oscar" if caller.admin else str(caller.uid)
+        name = service["name"]
+        if self.store.get_service(name) is not None:
+            raise HTTPError(p.duplicate_status, "A service with the provided name already exists")
+        problem = kubernetes_problem(service)
+        if problem:
+            raise HTTPError(500, f"Error creating the service: {problem}")
+        try:
+            local_paths(service)
+        except ServiceError as exc:  # MinIO refuses the bucket or the folder marker
+            raise HTTPError(500, f"error creating bucket: {exc}") from None
+        definition = stored(p, service)
+        if not self.store.put_service(name, definition):
+            raise HTTPError(409, "A service with the provided name already exists")
+        try:
+            await self._create_buckets(service, update=False)
+        except HTTPError:
+            if p.normalizes_paths:
+                self.store.delete_service(name)
+            raise  # before v4.1 the panic leaves the service behind
+        await self.restart_minio()
 
-    async def update_service(self, raw: object) -> bool:
-        """Replace a service's definition, keeping its token; False when it does not exist."""
-        name = raw.get("name") if isinstance(raw, dict) else None
-        current = self.store.get_service(name) if isinstance(name, str) else None
-        if current is None:
-            normalize_service(raw)  # report an invalid body as such
-            return False
-        service = normalize_service(raw, token=current.get("token"))
-        await self._create_buckets(service)
-        return self.store.replace_service(service["name"], service)
+    async def update_service(self, raw: object, caller: Caller) -> None:
+        """``PUT /system/services`` (``update.go`` MakeUpdateHandler).
 
-    async def _create_buckets(self, service: dict[str, Any]) -> None:
-        for path in local_paths(service):
-            await self.storage.call(self.storage.ensure_bucket, path.bucket, path.folder)
+        Raises:
+            HTTPError: 400 invalid, 404 (empty body) unknown, 403 not the owner.
+        """
+        p = self.persona
+        service = bind(p, raw)
+        if p.normalizes_paths:
+            normalize_paths(service)
+        sanitize(service)
+        check_values(p, service, self.minio_default())
+        old = self.read_service(service["name"])
+        if old is None:
+            raise HTTPError(404)
+        if p.keeps_token_on_update and old.get("token"):
+            service["token"] = old["token"]
+        service["namespace"] = old.get("namespace") or SERVICES_NAMESPACE
+        if not caller.admin:
+            if old.get("owner") != caller.uid:
+                raise HTTPError(403, f"User {caller.uid} doesn't have permision to modify this service")
+            service["owner"] = old.get("owner", "")
+        try:
+            new_buckets = {p.bucket for p in local_paths(service)} - {p.bucket for p in local_paths(old)}
+        except ServiceError:
+            new_buckets = set()  # createBuckets(isUpdate=true) ignores MinIO's refusals
+        self.store.replace_service(service["name"], stored(p, service))
+        await self._create_buckets(service, update=True)
+        if new_buckets:
+            await self.restart_minio()
 
-    async def delete_service(self, name: str) -> bool:
-        """Delete a service, its jobs and logs, and its input and output buckets with their objects."""
-        service = self.store.get_service(name)
+    async def _create_buckets(self, service: dict[str, Any], update: bool) -> None:
+        """``createBuckets``: every input and output bucket of the cluster's MinIO, with its folder marker.
+
+        Raises:
+            HTTPError: 500 (empty body) for a MinIO path without a folder before v4.1 (a nil index panic).
+        """
+        try:
+            paths = local_paths(service)
+        except ServiceError:
+            return
+        for path in paths:
+            if not path.folder and not self.persona.normalizes_paths and not update:
+                raise HTTPError(500)
+            try:
+                await self.storage.call(self.storage.ensure_bucket, path.bucket, path.folder)
+            except Exception as exc:
+                if not update:
+                    raise HTTPError(500, f"error creating bucket {path.bucket}: {exc}") from exc
+
+    async def restart_minio(self) -> None:
+        """``utils/minio.go`` RestartServer: MinIO restarts (transfers in flight are cut), then OSCAR waits 6 s."""
+        if self.config.minio_restart <= 0:
+            return
+        started = time.monotonic()
+        if self.s3_restart is not None:
+            await asyncio.to_thread(self.s3_restart)
+        await asyncio.sleep(max(0.0, self.config.minio_restart - (time.monotonic() - started)))
+
+    async def delete_service(self, name: str, caller: Caller) -> None:
+        """``DELETE /system/services/{name}``: the service, its jobs and logs, its input and output buckets.
+
+        Raises:
+            HTTPError: 404 (empty body) unknown (500 before v3.6.5: a nil dereference), 403 not the owner.
+        """
+        service = self.read_service(name)
         if service is None:
-            return False
+            raise HTTPError(404 if self.persona.version_tuple >= (3, 6, 5) else 500)
+        if not caller.admin and service.get("owner") != caller.uid:
+            raise HTTPError(403, f"User {caller.uid} doesn't have permision to delete this service")
         executions = list(self.scheduler.pending.values()) + list(self.scheduler.running.values())
         for ex in executions:
             if ex.service.get("name") == name and not ex.sync:
@@ -158,7 +316,7 @@ class Runtime:
                 await self.storage.call(self.storage.delete_bucket, bucket)
             except Exception as exc:
                 logger.warning("could not delete bucket %r of service %r: %s", bucket, name, exc)
-        return True
+        await self.restart_minio()
 
     # executions ---------------------------------------------------------------------------------
     async def _execution(self, service: dict[str, Any], name: str, sync: bool) -> Execution:
@@ -168,38 +326,37 @@ class Runtime:
         log_path = work.log if sync else self.log_path(service["name"], name)
         return Execution(service=service, name=name, sync=sync, work=work, log_path=log_path, cpu=cpu, memory=memory)
 
-    async def submit_job(
-        self, service: dict[str, Any], name: str | None, body: AsyncIterator[bytes] | None = None,
-        s3_input: tuple[str, str] | None = None,
-    ) -> JobRow:
-        """Record and queue a job (input from a request body or from an object).
+    async def submit_job(self, service: dict[str, Any], name: str | None, body: bytes,
+                         owner_label: str | None = None) -> JobRow:
+        """Record and queue a job whose body (the pod's ``EVENT``) the runner reads as the supervisor does.
+
+        The body is the pod's ``EVENT`` variable (base64-encoded once more for interLink nodes,
+        ``types.SetInterlinkJob``): above Linux's 128 KiB for one environment string the container
+        cannot start and the job ends ``Failed``, as on Kubernetes.
 
         Raises:
             DuplicateJobError: the name is taken.
-            BodyError: the body is neither base64 nor a JSON object.
         """
-        row = self.store.add_job(name or default_job_name(service["name"]), service["name"])
+        row = self.store.add_job(name or default_job_name(service["name"]), service["name"], owner_label)
+        if _event_too_long(service, body):
+            self._fail_unstarted(service["name"], row.name, "StartError: exec /bin/sh: argument list too long "
+                                 f"(the job body, {len(body)} bytes, is the pod's EVENT variable, whose limit "
+                                 f"is {MAX_ARG_STRLEN} bytes)")
+            return row
         ex = await self._execution(service, row.name, sync=False)
-        ex.s3_input = s3_input
-        if body is not None:
-            try:
-                ex.input_file = ex.work.input / f"event-file-{uuid.uuid4()}"
-                event = await save_body(body, ex.input_file)
-            except Exception:
-                ex.work.remove()
-                self.store.delete_jobs([row.name])
-                raise
-            if event is not None and parse_minio_event(event) is not None:
-                ex.s3_input, ex.input_file = parse_minio_event(event), None
+        ex.event = body
         try:
             self.scheduler.submit(ex)
         except Unschedulable as exc:
-            log = JobLog(ex.log_path)
-            log.supervisor(f"Job cannot be scheduled: {exc}", "ERROR")
-            log.close()
             ex.work.remove()
-            self.store.finish_job(row.name, FAILED, time.time(), None, str(exc))
+            self._fail_unstarted(service["name"], row.name, f"Job cannot be scheduled: {exc}")
         return row
+
+    def _fail_unstarted(self, service: str, name: str, reason: str) -> None:
+        log = JobLog(self.log_path(service, name))
+        log.supervisor(reason, "ERROR")
+        log.close()
+        self.store.finish_job(name, FAILED, time.time(), None, reason)
 
     async def run_sync(self, service: dict[str, Any], body: AsyncIterator[bytes]) -> Execution:
         """Save the body, run the script and return the finished execution (the caller removes its work dir).
@@ -231,16 +388,20 @@ class Runtime:
         return True
 
     def delete_jobs(self, service: str, everything: bool) -> None:
-        """Delete a service's finished jobs, or all of them (killing running ones)."""
-        names = self.store.job_names(service, None if everything else FINISHED)
+        """Delete a service's Succeeded jobs (``status.successful!=0``, ``logs.go`` MakeDeleteJobsHandler), or
+        with ``everything`` all of them, killing running ones."""
+        names = self.store.job_names(service, None if everything else (SUCCEEDED,))
         for name in names:
             self.scheduler.cancel(name)
             self._remove_log(service, name)
         self.store.delete_jobs(names)
 
     # bucket events ------------------------------------------------------------------------------
-    async def object_created(self, bucket: str, key: str, event_id: str | None = None) -> int:
-        """Start one job per service whose input path matches; return how many started."""
+    async def object_created(self, bucket: str, key: str, event_id: str | None = None, size: int = 0,
+                             etag: str = "") -> int:
+        """MinIO's webhook: post the object-created event to ``/job/<service>`` of every service whose input
+        path matches (OSCAR registers one ``s3:ObjectCreated:*`` notification per input folder); return how
+        many jobs started. The uploader's key is the event's ``principalId`` (the job-owner label)."""
         if event_id is not None:
             if event_id in self._seen:
                 return 0
@@ -248,9 +409,12 @@ class Runtime:
             while len(self._seen) > 10_000:
                 self._seen.popitem(last=False)
         started = 0
-        for service in self.store.list_services():
+        principal = self.config.creds.s3_access_key
+        body = json.dumps(minio_event(bucket, key, principal, size, etag), separators=(",", ":")).encode()
+        owner = format_uid(principal)[:62] if self.persona.job_owner_label else None
+        for service in self.list_services():
             if triggered_by(service, bucket, key):
-                await self.submit_job(service, None, s3_input=(bucket, key))
+                await self.submit_job(service, None, body, owner)
                 started += 1
         return started
 
@@ -259,7 +423,7 @@ class Runtime:
         while True:
             await asyncio.sleep(0.5)
             created: set[tuple[str, str]] = set()
-            for service in self.store.list_services():
+            for service in self.list_services():
                 for path in (p for p in input_paths(service) if p.local):
                     prefix = f"{path.folder}/" if path.folder else ""
                     current = await self.storage.call(self.storage.list_keys, path.bucket, prefix)
@@ -271,43 +435,65 @@ class Runtime:
                 await self.object_created(bucket, key)
 
     # information --------------------------------------------------------------------------------
-    async def status(self) -> dict[str, Any]:
-        """``GET /system/status`` (the v3.6.5+ nested form) with this machine's real free resources."""
+    async def status(self, admin: bool = True) -> dict[str, Any]:
+        """``GET /system/status`` in this version's shape (``status.go`` MakeStatusHandler).
+
+        CPU figures are millicores and memory figures bytes (``Quantity.MilliValue()``, ``Value()``); free is
+        allocatable minus live usage (metrics-server), schedulable is allocatable minus the requests of
+        running pods. Non-admin callers get zeroed OSCAR and MinIO blocks.
+        """
         sched, vm = self.scheduler, psutil.virtual_memory()
-        cap_cores, free_cores = sched.capacity_m / 1000, max(0.0, (sched.capacity_m - sched.used_m) / 1000)
-        free_mem = max(0, min(int(vm.available), sched.capacity_mem - sched.used_mem))
+        usage_m = round(psutil.cpu_percent(None) * (os.cpu_count() or 1) * 10)
+        free_m = max(0, sched.capacity_m - usage_m)
+        used_mem = int(vm.total - vm.available)
+        free_mem = max(0, sched.capacity_mem - used_mem)
+        sched_m, sched_mem = sched.capacity_m - sched.used_m, sched.capacity_mem - sched.used_mem
+        node_name = platform.node() or "localhost"
+        if self.persona.status_shape == "flat":
+            return _flat_status(node_name, sched.capacity_m, usage_m, sched.capacity_mem, used_mem, free_m, free_mem)
         try:
-            buckets, objects = await self.storage.call(self.storage.counts)
+            buckets, objects = await self.storage.call(self.storage.counts) if admin else (0, 0)
         except Exception:
             buckets, objects = 0, 0
+        v4 = self.persona.status_shape == "v4"
+        cpu = {"capacity_cores": sched.capacity_m, "usage_cores": usage_m}
+        memory = {"capacity_bytes": sched.capacity_mem, "usage_bytes": used_mem}
+        cpu_metrics = {"total_free_cores": free_m, "max_free_on_node_cores": free_m}
+        mem_metrics = {"total_free_bytes": free_mem, "max_free_on_node_bytes": free_mem}
+        if v4:
+            cpu["request_cores"], memory["request_bytes"] = sched.used_m, sched.used_mem
+            cpu_metrics.update(total_schedulable_cores=sched_m, total_schedulable_on_node_cores=sched_m)
+            mem_metrics.update(total_schedulable_bytes=sched_mem, max_schedulable_on_node_bytes=sched_mem)
+        node = {"name": node_name, "cpu": {k: v for k, v in cpu.items() if v},
+                "memory": {k: v for k, v in memory.items() if v}, "gpu": 0, "is_interlink": False,
+                "status": "Ready", "conditions": [{"type": "Ready", "status": True}]}
+        states = {"Pending": len(sched.pending), "Running": len(sched.running), "Succeeded": 0, "Failed": 0,
+                  "Unknown": 0}
         counts = self.store.count_by_status()
-        node = {
-            "name": platform.node() or "localhost", "status": "Ready", "gpu": 0, "is_interlink": False,
-            "conditions": [{"type": "Ready", "status": True}],
-            "cpu": {"capacity_cores": int(cap_cores), "request_cores": int(sched.used_cpus),
-                    "usage_cores": round(psutil.cpu_percent(None) * (os.cpu_count() or 1) / 100)},
-            "memory": {"capacity_bytes": sched.capacity_mem, "request_bytes": sched.used_mem,
-                       "usage_bytes": int(vm.total - vm.available)},
-        }
         return {
-            "cluster": {
-                "nodes_count": 1,
-                "metrics": {
-                    "cpu": {"total_free_cores": int(free_cores), "max_free_on_node_cores": int(free_cores),
-                            "total_schedulable_cores": int(cap_cores),
-                            "total_schedulable_on_node_cores": int(cap_cores)},
-                    "memory": {"total_free_bytes": free_mem, "max_free_on_node_bytes": free_mem,
-                               "total_schedulable_bytes": sched.capacity_mem,
-                               "max_schedulable_on_node_bytes": sched.capacity_mem},
-                    "gpu": {"total_gpu": 0},
-                },
-                "nodes": [node],
-            },
+            "cluster": {"nodes_count": 1, "metrics": {"cpu": cpu_metrics, "memory": mem_metrics,
+                                                      "gpu": {"total_gpu": 0}}, "nodes": [node]},
             "oscar": {
-                "ready": True, "deployment_name": "oscar", "jobs_count": sum(counts.values()),
-                "pods": {"total": len(sched.running), "states": {"Running": len(sched.running),
-                                                                 "Pending": len(sched.pending)}},
-                "oidc": {"enabled": False, "issuers": [], "groups": []},
+                "deployment_name": "oscar", "ready": True,
+                "deployment": {"available_replicas": 1, "ready_replicas": 1, "replicas": 1,
+                               "creation_timestamp": rfc3339(self.started), "strategy": "RollingUpdate",
+                               "labels": {"app": "oscar"}},
+                "jobs_count": sum(counts.values()) if admin else 0,
+                "pods": {"total": len(sched.pending) + len(sched.running), "states": states} if admin
+                else {"total": 0, "states": {}},
+                "oidc": {"enabled": self.oidc.enabled, "issuers": list(self.oidc.issuers), "groups": []},
             },
             "minio": {"buckets_count": buckets, "total_objects": objects},
         }
+
+
+def _flat_status(node: str, cap_m: int, usage_m: int, cap_mem: int, used_mem: int, free_m: int,
+                 free_mem: int) -> dict[str, Any]:
+    """The flat camelCase status of v3.6.0-3.6.4 (``status.go`` before v3.6.5): numbers of the node details
+    are strings, CPU in millicores."""
+    detail = {"nodeName": node, "cpuCapacity": str(cap_m), "cpuUsage": str(usage_m),
+              "cpuPercentage": f"{100 * usage_m / max(cap_m, 1):.2f}", "memoryCapacity": str(cap_mem),
+              "memoryUsage": str(used_mem), "memoryPercentage": f"{100 * used_mem / max(cap_mem, 1):.2f}",
+              "isInterLink": False, "hasGPU": False}
+    return {"numberNodes": 1, "cpuFreeTotal": free_m, "cpuMaxFree": free_m, "memoryFreeTotal": free_mem,
+            "memoryMaxFree": free_mem, "detail": [detail]}

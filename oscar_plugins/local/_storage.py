@@ -115,6 +115,14 @@ class S3Process:
         why = f"exited with code {code}" if code is not None else f"did not start within {timeout:.0f} s"
         raise LocalClusterError(f"the local S3 server {why}: see the messages above or in server.log")
 
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop the child and start it again on the same port (objects come back from the disk mirror);
+        transfers in flight are cut, as when OSCAR restarts MinIO."""
+        port = self.port
+        self.stop()
+        self._args[self._args.index("--port") + 1] = str(port)
+        self.start(timeout)
+
     def alive(self) -> bool:
         """Whether the child still runs."""
         return self._proc is not None and self._proc.poll() is None
@@ -194,6 +202,7 @@ class Storage:
         self.endpoint = endpoint
         self.client = make_client(endpoint, access_key, secret_key, session=session)
         self._keys = (access_key, secret_key)
+        self.access_key = access_key
         self._http: httpx.Client | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="s3-transfer")
         self._clients: dict[tuple[str | None, str, str, str], Any] = {}

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     start_time REAL,
     finish_time REAL,
     exit_code INTEGER,
-    reason TEXT
+    reason TEXT,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_service ON jobs (service, name);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
@@ -66,18 +67,33 @@ class JobRow:
     finish_time: float | None
     exit_code: int | None
     reason: str | None
+    #: The ``oscar.grycap/job-owner`` label (None: the job has none).
+    owner: str | None = None
 
-    def info(self) -> dict[str, Any]:
-        """The job as ``types.JobInfo`` of the OSCAR API."""
-        return {
-            "status": self.status,
-            "creation_time": rfc3339(self.creation_time),
-            "start_time": rfc3339(self.start_time),
-            "finish_time": rfc3339(self.finish_time),
-        }
+    def info(self, at: float | None = None) -> dict[str, Any]:
+        """The job as ``types.JobInfo`` (``logs.go`` getPod): the pod's phase, and only the times it has.
+
+        ``creation_time`` is the pod's start time, ``start_time``/``finish_time`` the container's; a job
+        still waiting for room has no pod start yet. ``at`` gives the job as it was at that moment (the
+        first page's snapshot, which later pages of a listing reuse).
+        """
+        status, start, finish = self.status, self.start_time, self.finish_time
+        if at is not None:
+            if finish is not None and finish > at:
+                status, finish = RUNNING, None
+            if start is not None and start > at:
+                status, start = PENDING, None
+        info: dict[str, Any] = {"status": status}
+        if start is not None:
+            info["creation_time"] = rfc3339(start)
+            info["start_time"] = rfc3339(start)
+        if finish is not None:
+            info["finish_time"] = rfc3339(finish)
+        return info
 
 
-_SELECT_JOBS = "SELECT name, service, status, creation_time, start_time, finish_time, exit_code, reason FROM jobs "
+_SELECT_JOBS = ("SELECT name, service, status, creation_time, start_time, finish_time, exit_code, reason, owner "
+                "FROM jobs ")
 
 
 class Store:
@@ -95,6 +111,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a data directory of an earlier version
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
 
     def close(self) -> None:
         """Close the database."""
@@ -149,8 +168,8 @@ class Store:
         return cur.rowcount > 0
 
     # jobs ---------------------------------------------------------------------------------------
-    def add_job(self, name: str, service: str, created: float | None = None) -> JobRow:
-        """Record a new Pending job.
+    def add_job(self, name: str, service: str, owner: str | None = None, created: float | None = None) -> JobRow:
+        """Record a new Pending job (``owner``: its ``oscar.grycap/job-owner`` label, if any).
 
         Raises:
             DuplicateJobError: a job with that name exists.
@@ -158,12 +177,12 @@ class Store:
         stamp = time.time() if created is None else created
         try:
             self._run(
-                "INSERT INTO jobs (name, service, status, creation_time) VALUES (?, ?, ?, ?)",
-                (name, service, PENDING, stamp),
+                "INSERT INTO jobs (name, service, status, creation_time, owner) VALUES (?, ?, ?, ?, ?)",
+                (name, service, PENDING, stamp, owner),
             )
         except sqlite3.IntegrityError as exc:
             raise DuplicateJobError(name) from exc
-        return JobRow(name, service, PENDING, stamp, None, None, None, None)
+        return JobRow(name, service, PENDING, stamp, None, None, None, None, owner)
 
     def set_running(self, name: str, stamp: float) -> None:
         """Mark a job Running."""
@@ -185,18 +204,27 @@ class Store:
         """Whether a job of any service has this name."""
         return bool(self._rows("SELECT 1 FROM jobs WHERE name = ?", (name,)))
 
-    def page_jobs(self, service: str, after: str | None, limit: int) -> tuple[list[JobRow], int]:
-        """Return up to ``limit`` jobs of ``service`` named after ``after`` and how many remain after them."""
-        rows = self._rows(
-            _SELECT_JOBS + "WHERE service = ? AND name > ? ORDER BY name LIMIT ?",
-            (service, after or "", limit),
-        )
-        jobs = [JobRow(*row) for row in rows]
+    def page_jobs(self, service: str, after: str | None, limit: int, *, owner: str | None = None,
+                  created_before: float | None = None) -> tuple[list[JobRow], int]:
+        """Up to ``limit`` jobs of ``service`` named after ``after``, and how many remain after them.
+
+        Args:
+            owner: only jobs with this ``oscar.grycap/job-owner`` label (an OIDC caller's listing).
+            created_before: only jobs that existed then (a listing's snapshot).
+        """
+        where = "WHERE service = ? AND name > ?"
+        params: list[Any] = [service, after or ""]
+        if owner is not None:
+            where += " AND owner = ?"
+            params.append(owner)
+        if created_before is not None:
+            where += " AND creation_time <= ?"
+            params.append(created_before)
+        jobs = [JobRow(*row) for row in self._rows(_SELECT_JOBS + where + " ORDER BY name LIMIT ?", (*params, limit))]
         if len(jobs) < limit:
             return jobs, 0
-        count = self._rows(
-            "SELECT COUNT(*) FROM jobs WHERE service = ? AND name > ?", (service, jobs[-1].name)
-        )[0][0]
+        params[1] = jobs[-1].name
+        count = self._rows("SELECT COUNT(*) FROM jobs " + where, params)[0][0]  # noqa: S608 - only "?" marks
         return jobs, int(count)
 
     def job_names(self, service: str, statuses: Iterable[str] | None = None) -> list[str]:

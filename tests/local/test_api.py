@@ -20,7 +20,9 @@ def test_health_needs_no_auth(api: Api) -> None:
 def test_system_routes_need_basic_auth(api: Api, cluster: LocalCluster, path: str) -> None:
     assert api.anon.get(path).status_code == 401
     wrong = api.anon.get(path, auth=(cluster.username, cluster.password + "x"))
-    assert wrong.status_code == 401 and wrong.headers["content-type"].startswith("text/plain")
+    # gin.BasicAuth: 401, no body, a challenge (auth.go GetAuthMiddleware without OIDC)
+    assert wrong.status_code == 401 and wrong.content == b""
+    assert wrong.headers["www-authenticate"] == 'Basic realm="Authorization Required"'
     assert api.anon.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
@@ -37,17 +39,19 @@ def test_run_and_job_take_only_the_service_bearer(api: Api, cluster: LocalCluste
 
 def test_info_config_status_shapes(api: Api, cluster: LocalCluster) -> None:
     info = api.admin.get("/system/info").json()
-    assert info["version"] == "v4.1.2" and info["kubernetes_version"] == "local"
+    assert info["version"] == "4.1.2"  # the release tag without its "v" (version.go, ldflags)
     assert info["serverless_backend"]["name"] == "local" and info["local_execution"] == "host"
-    assert {"git_commit", "architecture"} <= set(info)
+    assert {"git_commit", "architecture", "kubernetes_version"} <= set(info)
     config = api.admin.get("/system/config").json()
     assert config["config"]["services_namespace"] == "oscar-svc" and config["config"]["gpu_available"] is False
+    assert "minio_quota_enabled" in config["config"] and config["allowed_image_repositories"] == []
     minio = config["minio_provider"]
     assert minio == {"endpoint": cluster.s3_endpoint, "verify": False, "access_key": cluster.s3_access_key,
                      "secret_key": cluster.s3_secret_key, "region": "us-east-1"}
     status = api.admin.get("/system/status").json()
-    cpu = status["cluster"]["metrics"]["cpu"]
-    assert cpu["total_schedulable_cores"] == 2 and 0 <= cpu["total_free_cores"] <= 2
+    cpu = status["cluster"]["metrics"]["cpu"]  # millicores (status.go: Quantity.MilliValue())
+    assert cpu["total_schedulable_on_node_cores"] <= cpu["total_schedulable_cores"] <= 2000
+    assert 0 <= cpu["total_free_cores"] <= 2000
     assert 0 < status["cluster"]["metrics"]["memory"]["total_free_bytes"] <= 4 << 30
     assert status["cluster"]["nodes_count"] == 1 and status["oscar"]["ready"] is True
     assert {"buckets_count", "total_objects"} <= set(status["minio"])
@@ -59,12 +63,13 @@ def test_service_crud(api: Api) -> None:
             "output": [{"storage_provider": "minio", "path": "crud-out/results"}]}
     created = api.admin.post("/system/services", json=body)
     assert created.status_code == 201 and created.content == b""
-    duplicate = api.admin.post("/system/services", json=body)
-    assert duplicate.status_code == 409 and "already exists" in duplicate.text
+    duplicate = api.admin.post("/system/services", json=body)  # create.go serviceWithSameNameExists (v4.1)
+    assert duplicate.status_code == 400 and duplicate.text == "A service with the provided name already exists"
     stored = api.admin.get("/system/services/crud-svc").json()
-    assert stored["future_field"] == {"kept": True} and len(stored["token"]) == 64
-    assert stored["cpu"] == "0.2" and stored["memory"] == "256Mi"
+    assert "future_field" not in stored and len(stored["token"]) == 64  # encoding/json drops unknown keys
+    assert stored["cpu"] == "0.2" and stored["memory"] == "256Mi" and stored["owner"] == "cluster_admin"
     assert stored["storage_providers"]["minio"]["default"]["secret_key"] == "hidden"
+    assert stored["mount"] == {"storage_provider": "", "path": ""} and stored["annotations"] == {}
     assert any(s["name"] == "crud-svc" for s in api.admin.get("/system/services").json())
     keys = [o["Key"] for o in api.s3.list_objects_v2(Bucket="crud-in").get("Contents", [])]
     assert keys == ["data/"] and api.s3.head_bucket(Bucket="crud-out")
@@ -74,7 +79,7 @@ def test_service_crud(api: Api) -> None:
     after = api.admin.get("/system/services/crud-svc").json()
     assert after["memory"] == "512Mi" and after["token"] == stored["token"]
     missing = api.admin.put("/system/services", json={**body, "name": "not-there"})
-    assert missing.status_code == 404
+    assert missing.status_code == 404 and missing.content == b""
 
     api.s3.put_object(Bucket="crud-out", Key="results/x.txt", Body=b"x")
     assert api.admin.delete("/system/services/crud-svc").status_code == 204
@@ -85,24 +90,31 @@ def test_service_crud(api: Api) -> None:
             api.s3.head_bucket(Bucket=bucket)
 
 
-@pytest.mark.parametrize("body,words", [
-    ({"name": "Bad_Name", "image": "a", "script": "s"}, "DNS-1123"),
-    ({"name": "x" * 40, "image": "a", "script": "s"}, "at most 39"),
-    ({"name": "no-image", "script": "s"}, "image"),
-    ({"name": "no-script", "image": "a"}, "script"),
-    ({"name": "bad-cpu", "image": "a", "script": "s", "cpu": "fast"}, "cpu"),
-    ({"name": "bad-mem", "image": "a", "script": "s", "memory": "lots"}, "memory"),
-    ({"name": "bad-bucket", "image": "a", "script": "s", "output": [{"path": "ab/out"}]}, "bucket"),
+@pytest.mark.parametrize("body,status,words", [
+    # create.go: ShouldBindJSON and the binding tags of types.Service answer 400 ...
+    ({"name": "x" * 40, "image": "a", "script": "s"}, 400, "'Service.Name' Error:Field validation for 'Name' failed "
+                                                           "on the 'max' tag"),
+    ({"name": "no-image", "script": "s"}, 400, "'Image' failed on the 'required' tag"),
+    ({"name": "no-script", "image": "a"}, 400, "'Script' failed on the 'required' tag"),
+    ({"name": "num-cpu", "image": "a", "script": "s", "cpu": 1}, 400,
+     "json: cannot unmarshal number into Go struct field Service.cpu of type string"),
+    # ... what Kubernetes and MinIO refuse afterwards is a 500 "Error creating the service: ..."
+    ({"name": "Bad_Name", "image": "a", "script": "s"}, 500, "RFC 1123"),
+    ({"name": "bad-cpu", "image": "a", "script": "s", "cpu": "fast"}, 500, "quantities must match"),
+    ({"name": "bad-mem", "image": "a", "script": "s", "memory": "lots"}, 500, "quantities must match"),
+    ({"name": "bad-bucket", "image": "a", "script": "s", "output": [{"path": "ab/out"}]}, 500, "bucket"),
 ])
-def test_invalid_services_are_400(api: Api, body: dict[str, object], words: str) -> None:
+def test_invalid_services_are_refused_as_oscar_does(api: Api, body: dict[str, object], status: int,
+                                                    words: str) -> None:
     response = api.admin.post("/system/services", json=body)
-    assert response.status_code == 400 and words in response.text
+    assert response.status_code == status and words in response.text
+    assert api.admin.get(f"/system/services/{body['name']}").status_code in (400, 404)  # nothing left behind
 
 
 def test_malformed_json_is_400_and_server_survives(api: Api) -> None:
     before = len(api.admin.get("/system/services").json())
     response = api.admin.post("/system/services", content=b"{not json", headers={"Content-Type": "application/json"})
-    assert response.status_code == 400 and "malformed JSON" in response.text
+    assert response.status_code == 400 and "The service specification is not valid" in response.text
     assert api.admin.put("/system/services", content=b"[").status_code == 400
     assert len(api.admin.get("/system/services").json()) == before
 
@@ -112,9 +124,12 @@ def test_path_traversal_is_rejected(api: Api) -> None:
     for path in ("/system/services/..%2F..%2Fetc", "/system/services/%2E%2E", "/system/logs/..",
                  f"/system/logs/{service['name']}/..", f"/system/logs/{service['name']}/%2E%2E%2Fx"):
         assert api.admin.get(path).status_code in (400, 404), path
-    bad_job = api.job(service, b"", name="../../etc/passwd")
-    assert bad_job.status_code == 500 and "DNS-1123" in bad_job.text
-    assert api.admin.post("/system/services", json={"name": "../x", "image": "a", "script": "s"}).status_code == 400
+    bad_job = api.job(service, b"", name="../../etc/passwd")  # job.go: Kubernetes refuses the name
+    assert bad_job.status_code == 500 and "RFC 1123" in bad_job.text
+    assert api.admin.post("/system/services", json={"name": "../x", "image": "a", "script": "s"}).status_code == 500
+    folder = api.admin.post("/system/services", json={"name": "dotdot", "image": "a", "script": "s",
+                                                      "input": [{"path": "dotdot-bkt/../x"}]})
+    assert folder.status_code == 500 and api.admin.get("/system/services/dotdot").status_code == 404
     assert api.admin.post("/system/buckets/..%2Fx/presign", json={}).status_code in (400, 404)
 
 

@@ -29,7 +29,8 @@ def test_upload_triggers_exactly_one_job_and_outputs_land(api: Api) -> None:
     time.sleep(0.5)
     assert len(api.jobs(service["name"])) == 1
     log = api.log(service["name"], name)
-    assert "key=trig-bkt/in/data/hello.txt file=hello.txt" in log
+    # events/minio.py: STORAGE_OBJECT_KEY is the object's key inside the bucket, unquoted
+    assert "key=in/data/hello.txt file=hello.txt" in log
     keys = [o["Key"] for o in api.s3.list_objects_v2(Bucket="trig-out")["Contents"]]
     assert sorted(keys) == ["res/", "res/hello.txt.up"]
     assert api.s3.get_object(Bucket="trig-out", Key="res/hello.txt.up")["Body"].read() == b"HELLO"
@@ -56,16 +57,18 @@ def test_listing_paginates_70_at_a_time(api: Api) -> None:
     for i in range(150):
         assert api.job(service, b"", name=f"page-{i:03d}").status_code == 201
     first = api.admin.get(f"/system/logs/{service['name']}").json()
-    assert len(first["jobs"]) == 70 and first["remaining_jobs"] == 80
+    # logs.go: Kubernetes never sets remainingItemCount for a label-selected list, so OSCAR has none
+    assert len(first["jobs"]) == 70 and "remaining_jobs" not in first
     second = api.admin.get(f"/system/logs/{service['name']}", params={"page": first["next_page"]}).json()
-    assert len(second["jobs"]) == 70 and second["remaining_jobs"] == 10
+    assert len(second["jobs"]) == 70
     third = api.admin.get(f"/system/logs/{service['name']}", params={"page": second["next_page"]}).json()
     assert len(third["jobs"]) == 10 and "next_page" not in third
     names = [*first["jobs"], *second["jobs"], *third["jobs"]]
     assert names == sorted(names) and len(set(names)) == 150
-    info = third["jobs"]["page-149"]
+    wait_for(lambda: "creation_time" in api.jobs(service["name"])["page-149"], timeout=60)
+    info = api.jobs(service["name"])["page-149"]  # creation_time is the pod's start time, once it has one
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info["creation_time"])
-    assert api.admin.get(f"/system/logs/{service['name']}", params={"page": "!!"}).status_code == 400
+    assert api.admin.get(f"/system/logs/{service['name']}", params={"page": "!!"}).status_code == 500
     wait_for(lambda: all(j["status"] == "Succeeded" for j in api.jobs(service["name"]).values()), timeout=60)
 
 
@@ -77,14 +80,16 @@ def _gone(pid: int) -> bool:
 
 
 def test_delete_running_job_kills_it(api: Api) -> None:
-    service = api.create('echo "pid=$$"; sleep 60\n')
+    service = api.create('echo "pid=$$"; sleep 60\n', log_level="DEBUG")  # script output is logged at DEBUG
     api.job(service, b"", name="to-kill")
     log = wait_for(lambda: "pid=" in (text := api.log(service["name"], "to-kill")) and text)
     pid = int(re.search(r"pid=(\d+)", log).group(1))  # type: ignore[union-attr]
     assert api.status_of(service["name"], "to-kill") == "Running"
     assert api.admin.delete(f"/system/logs/{service['name']}/to-kill").status_code == 204
     wait_for(lambda: _gone(pid))
-    assert api.admin.get(f"/system/logs/{service['name']}/to-kill").status_code == 404
+    # logs.go MakeGetLogsHandler: an unknown job is a nil dereference (500, no body); DELETE says 404
+    gone = api.admin.get(f"/system/logs/{service['name']}/to-kill")
+    assert gone.status_code == 500 and gone.content == b""
     assert api.admin.delete(f"/system/logs/{service['name']}/to-kill").status_code == 404
 
 
@@ -130,11 +135,10 @@ def test_memory_limit_kills_as_oom(api: Api) -> None:
     assert response.status_code == 500 and response.text.startswith("exit status 1") and "OOMKilled" in response.text
 
 
-def test_service_token_reads_its_own_logs_only(api: Api) -> None:
-    mine, other = api.create("echo mine\n"), api.create("echo other\n")
-    api.job(mine, b"", name=f"tok-{mine['name']}")
+def test_service_token_opens_run_and_job_only(api: Api) -> None:
+    # main.go: /system/* is behind gin.BasicAuth (or OIDC); only /run and /job take a service token
+    mine = api.create("echo mine\n")
+    assert api.job(mine, b"", name=f"tok-{mine['name']}").status_code == 201
     api.wait_finished(mine["name"], f"tok-{mine['name']}")
-    own = api.anon.get(f"/system/logs/{mine['name']}", headers=api.bearer(mine))
-    assert own.status_code == 200 and f"tok-{mine['name']}" in own.json()["jobs"]
-    assert api.anon.get(f"/system/logs/{other['name']}", headers=api.bearer(mine)).status_code == 401
+    assert api.anon.get(f"/system/logs/{mine['name']}", headers=api.bearer(mine)).status_code == 401
     assert api.anon.get("/system/services", headers=api.bearer(mine)).status_code == 401

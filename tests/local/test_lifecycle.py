@@ -51,7 +51,7 @@ def test_state_survives_restart_and_running_jobs_fail(tmp_path: Path) -> None:
         api.wait_finished(service["name"], "finished-1")
         api.s3.put_object(Bucket="keep-bkt", Key="in/kept.txt", Body=b"kept", ContentType="text/plain")
         wait_for(lambda: len(api.jobs(service["name"])) == 2)
-        sleeper = api.create("echo started; sleep 60\n")
+        sleeper = api.create("echo started; sleep 60\n", log_level="DEBUG")  # output logged at DEBUG
         api.job(sleeper, b"", name="interrupted")
         wait_for(lambda: "started" in api.log(sleeper["name"], "interrupted"))
         token, endpoint = service["token"], lc.endpoint

@@ -24,12 +24,21 @@ from oscar_plugins.local._execution import (
     default_job_name,
     host_command,
     input_file_name,
-    matches_filters,
     output_files,
 )
 from oscar_plugins.local._payload import Base64Decoder, BodyError, save_body
 from oscar_plugins.local._s3persist import key_to_relpath, relpath_to_key
-from oscar_plugins.local._services import ServiceError, normalize_service, parse_minio_event, triggered_by
+from oscar_plugins.local._services import triggered_by
+from oscar_plugins.local._supervisor import (
+    EventError,
+    echo_event,
+    file_key,
+    minio_event,
+    parse_event,
+    passes_filters,
+    response_memory,
+    save_unknown,
+)
 from oscar_plugins.local._sigv4 import verify
 from oscar_plugins.local._store import Store, rfc3339
 
@@ -76,9 +85,12 @@ def test_build_env_is_minimal_and_reserved_names_win(tmp_path: Path) -> None:
 
 
 def test_filters_names_and_output_files(tmp_path: Path) -> None:
-    assert matches_filters("res_1.png", ["res_"], [".png"])
-    assert not matches_filters("res_1.jpg", ["res_"], [".png"])
-    assert matches_filters("anything", [], None)
+    assert passes_filters("res_1.png", ["res_"], [".png"])
+    assert not passes_filters("res_1.jpg", ["res_"], [".png"])
+    assert passes_filters("anything", [], None)
+    # storage/config.py upload_output matches the path relative to $TMP_OUTPUT_DIR, not the basename
+    assert not passes_filters("job-1/res_1.png", ["res_"], None)
+    assert passes_filters("job-1/res_1.png", None, [".png"])
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.txt").write_text("x")
     (tmp_path / "y.txt").write_text("y")
@@ -136,36 +148,44 @@ def test_save_body_json_object_and_rejects_other_json(tmp_path: Path) -> None:
         asyncio.run(save_body(stream(b"A" * 10), target, limit=5))
 
 
-def test_normalize_service_defaults_and_errors() -> None:
-    service = normalize_service({"name": "svc", "image": "alpine", "script": "echo", "extra": {"x": 1}})
-    assert service["cpu"] == "0.2" and service["memory"] == "256Mi" and service["log_level"] == "INFO"
-    assert len(service["token"]) == 64 and int(service["token"], 16) >= 0 and service["extra"] == {"x": 1}
-    assert normalize_service(service, token="t" * 64)["token"] == "t" * 64
-    for bad, words in [
-        ({"name": "Bad_Name", "image": "a", "script": "s"}, "DNS-1123"),
-        ({"name": "svc", "script": "s"}, "image"),
-        ({"name": "svc", "image": "a"}, "script"),
-        ({"name": "svc", "image": "a", "script": "s", "cpu": "lots"}, "cpu"),
-        ({"name": "svc", "image": "a", "script": "s", "memory": "-1Gi"}, "memory"),
-        ({"name": "svc", "image": "a", "script": "s", "input": [{"path": "ab/in"}]}, "bucket"),
-        ([1, 2], "JSON object"),
-    ]:
-        with pytest.raises(ServiceError, match=words):
-            normalize_service(bad)
+def test_supervisor_event_rules(tmp_path: Path) -> None:
+    # echo $EVENT (dash): blanks collapse, globs expand in the working directory, escapes are interpreted
+    (tmp_path / "input").mkdir()
+    assert echo_event("aGVs\nbG8=", tmp_path) == "aGVs bG8=\n"
+    assert echo_event('{"t":"a\\nb"}', tmp_path) == '{"t":"a\nb"}\n'  # a JSON escape becomes a newline
+    assert echo_event('{"a":  "x  y"}', tmp_path) == '{"a": "x y"}\n'
+    assert echo_event('{"op": "a * b"}', tmp_path) == '{"op": "a input b"}\n'
+    assert echo_event("", tmp_path) == "\n"
+    # parse_event: base64 text and JSON objects are UNKNOWN events; MinIO records are storage events
+    unknown = parse_event("aGVsbG8=\n")
+    assert unknown.kind == "UNKNOWN" and save_unknown(unknown) == b"hello"
+    assert save_unknown(parse_event('{"k": "é"}')) == b'{"k": "\\u00e9"}'
+    assert save_unknown(parse_event("%%%\n")) == b""  # non-alphabet characters are dropped, not refused
+    with pytest.raises(EventError, match="Incorrect padding"):
+        save_unknown(parse_event("abc\n"))
+    for crash in ("123", "null", "[1]", '{"event_type": "x"}'):
+        with pytest.raises(EventError):
+            parse_event(crash)
+    storage = parse_event(json.dumps(minio_event("bkt", "in/dir a/p+1.txt", "AKID")))
+    assert (storage.kind, storage.bucket, storage.key) == ("MINIO", "bkt", "in/dir a/p+1.txt")
+    delegated = parse_event(json.dumps({"event": "aGk=", "storage_provider": "minio.x"}))
+    assert delegated.kind == "UNKNOWN" and save_unknown(delegated) == b"hi"
+    # get_file_key and the in-memory response
+    assert file_key("svc/out", "sub/a.txt") == ("svc", "out/sub/a.txt")
+    assert file_key("svc", "a.txt") == ("svc", "a.txt")
+    assert file_key("svc/", "x.log") == ("svc", "/x.log")
+    assert response_memory([]) == 0 and response_memory([3 << 20]) > 11 << 20
 
 
 def test_triggers_match_input_paths_only() -> None:
     service = {"input": [{"storage_provider": "minio.default", "path": "bkt/in", "suffix": [".txt"]}]}
     assert triggered_by(service, "bkt", "in/a.txt")
     assert triggered_by(service, "bkt", "in/sub/a.txt")
-    assert not triggered_by(service, "bkt", "in/a.png")
+    assert triggered_by(service, "bkt", "in/a.png")  # the notification filters on the folder prefix only
     assert not triggered_by(service, "bkt", "out/a.txt")
     assert not triggered_by(service, "bkt", "inx/a.txt")
     assert not triggered_by(service, "other", "in/a.txt")
     assert not triggered_by(service, "bkt", "in/")
-    event = {"Records": [{"s3": {"bucket": {"name": "bkt"}, "object": {"key": "in/a+b.txt"}}}]}
-    assert parse_minio_event(event) == ("bkt", "in/a b.txt")
-    assert parse_minio_event({"Records": []}) is None
 
 
 def _signed(url: str, secret: str, when: datetime) -> AWSRequest:
