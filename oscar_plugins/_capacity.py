@@ -1,9 +1,11 @@
 """Choosing among several clusters by free capacity (``GET /system/status``).
 
+OSCAR's ``*_cores`` figures are millicores (``status.go``: ``Quantity.MilliValue()``), whatever their names.
+
 Example:
-    >>> free_capacity({"cluster": {"metrics": {"cpu": {"total_free_cores": 3},
+    >>> free_capacity({"cluster": {"metrics": {"cpu": {"total_free_cores": 3500},
     ...                                        "memory": {"total_free_bytes": 2048}}}})
-    (3.0, 2048)
+    (3.5, 2048)
 """
 
 from __future__ import annotations
@@ -29,16 +31,22 @@ def _num(value: Any) -> float:
 
 
 def free_capacity(status: Mapping[str, Any]) -> tuple[float, int]:
-    """Free (cores, memory bytes) from a status body: the v3.6.5+ nested shape or the older flat one."""
-    metrics = ((status.get("cluster") or {}).get("metrics") or {}) if isinstance(status, Mapping) else {}
+    """Room for new jobs, (cores, memory bytes), from a ``GET /system/status`` body.
+
+    v4.0+: the schedulable figures (allocatable minus the requests of running pods, what Kubernetes
+    schedules by); v3.6.5-3.7: free = allocatable minus live usage (metrics-server); before v3.6.5 the flat
+    camelCase shape (``cpuFreeTotal``, ``memoryFreeTotal``). CPU comes in millicores in every shape.
+    """
+    if not isinstance(status, Mapping):
+        return 0.0, 0
+    cluster = status.get("cluster")
+    metrics = (cluster.get("metrics") or {}) if isinstance(cluster, Mapping) else {}
     if metrics:
-        cores = _num((metrics.get("cpu") or {}).get("total_free_cores"))
-        memory = int(_num((metrics.get("memory") or {}).get("total_free_bytes")))
-        return cores, memory
-    # Before v3.6.5: flat camelCase, CPU in millicores.
-    cores = _num(status.get("cpuFreeTotal")) / 1000.0
-    memory = int(_num(status.get("memoryFreeTotal")))
-    return cores, memory
+        cpu, memory = metrics.get("cpu") or {}, metrics.get("memory") or {}
+        if "total_schedulable_cores" in cpu:
+            return _num(cpu.get("total_schedulable_cores")) / 1000.0, int(_num(memory.get("total_schedulable_bytes")))
+        return _num(cpu.get("total_free_cores")) / 1000.0, int(_num(memory.get("total_free_bytes")))
+    return _num(status.get("cpuFreeTotal")) / 1000.0, int(_num(status.get("memoryFreeTotal")))
 
 
 def pick_cluster(names: Sequence[str], *, min_cores: float = 0.0) -> OscarClient:

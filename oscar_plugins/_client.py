@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from ._exceptions import (
+    AuthenticationError,
     ConfigError,
     Conflict,
     ConnectionFailed,
@@ -30,12 +31,12 @@ from ._exceptions import (
     ServiceNotFound,
     ServiceUnavailable,
 )
-from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_dict
+from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_api, service_from_dict
 from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
 from ._profiles import ClusterProfile, resolve_profile
 from ._storage import Storage
 from ._validation import job_name_problem
-from ._wrapper import is_wrapped, wrap_script
+from ._wrapper import is_wrapped, wrap_script, wrapped_outputs
 
 __all__ = ["JobInfo", "OscarClient", "parse_job_list", "parse_version"]
 
@@ -62,9 +63,13 @@ def parse_job_list(body: Any) -> tuple[dict[str, JobInfo], str | None]:
 
     Returns:
         The jobs by name and the next page token (None on the last page).
+
+    Raises:
+        OscarError: the body is not a job list.
     """
     if not isinstance(body, dict):
-        raise OscarError(f"unexpected job list from the server: {type(body).__name__}")
+        raise OscarError(f"the job list is a {type(body).__name__}, not an object: the endpoint may not be an "
+                         "OSCAR server, or a proxy answered instead")
     if isinstance(body.get("jobs"), dict) and ("next_page" in body or "remaining_jobs" in body
                                                or all(isinstance(v, dict) for v in body["jobs"].values())):
         token = body.get("next_page") or None
@@ -217,22 +222,64 @@ class OscarClient:
 
     # -- services ----------------------------------------------------------------------------------
     def list_services(self) -> list[Service]:
-        return [Service.model_validate(s) for s in self._json("GET", "/system/services") or []]
+        """Every service the caller may see (``GET /system/services``), read tolerantly."""
+        call = f"GET /system/services on cluster {self.profile.name!r}"
+        body = self._json("GET", "/system/services")
+        if body is None:
+            return []
+        if not isinstance(body, list):
+            raise OscarError(f"{call} answered a {type(body).__name__}, not a list of services: the endpoint may "
+                             "not be an OSCAR server")
+        return [service_from_api(item, source=call) for item in body]
 
     def get_service(self, name: str, *, refresh: bool = True) -> Service:
+        """A service as the server stores it, with its token (read tolerantly; cached when ``refresh`` is off).
+
+        Raises:
+            ServiceNotFound: no such service (or this user may not see it).
+        """
         if not refresh and name in self._services:
             return self._services[name]
-        data = self._json("GET", f"/system/services/{name}", service=name)
-        svc = service_from_dict(data, source=f"cluster {self.profile.name!r}")
+        call = f"GET /system/services/{name}"
+        response = self.request("GET", f"/system/services/{name}", service=name)
+        if not response.content.strip():
+            # v3.x answers 200 and no body when an OIDC user may not see the service (read.go falls through)
+            raise ServiceNotFound(f"{call} on cluster {self.profile.name!r} answered 200 with an empty body: this "
+                                  f"user may not see service {name!r} (ask its owner to make it public or to list you "
+                                  "in allowed_users), or the server (v3.6.0-3.6.2) cannot show services", status=200,
+                                  call=call)
+        svc = service_from_api(self._decode(response, call), source=f"{call} on cluster {self.profile.name!r}")
         self._services[name] = svc
         return svc
 
+    def _decode(self, response: httpx.Response, call: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise OscarError(f"{call} on {self.profile.name!r} did not return JSON: is {self.profile.endpoint} an "
+                             "OSCAR endpoint?") from exc
+
     def create_service(self, service: Service) -> None:
-        self.request("POST", "/system/services", json=service.api_dict(), service=None, retry=False)
+        """``POST /system/services`` with the user's definition (see :meth:`Service.api_dict`)."""
+        self.request("POST", "/system/services", json=service.api_dict(self.version), service=None, retry=False)
         self._services.pop(service.name, None)
 
-    def update_service(self, service: Service) -> None:
-        self.request("PUT", "/system/services", json=service.api_dict(), service=service.name)
+    def update_service(self, service: Service, *, owner: str | None = None) -> None:
+        """``PUT /system/services``: the whole definition replaces the stored one.
+
+        OSCAR stores the body's ``owner`` on a basic-auth update (``update.go``; an absent one becomes ``""``,
+        and on clusters with Kueue the service's jobs then stay ``Suspended``), so the current owner is sent
+        back: ``owner`` when given, else the one the server shows.
+        """
+        body = service.api_dict(self.version)
+        if owner is None:
+            try:
+                owner = self.get_service(service.name).owner
+            except ServiceNotFound:
+                owner = None
+        if owner:
+            body["owner"] = owner
+        self.request("PUT", "/system/services", json=body, service=service.name)
         self._services.pop(service.name, None)
 
     def delete_service(self, name: str) -> None:
@@ -243,44 +290,53 @@ class OscarClient:
         """Deploy idempotently: create if missing, update only when the definition changed.
 
         With ``wrap`` (the default) the script is embedded in the oscar-plugins wrapper (exit codes,
-        per-job outputs, staged inputs) and ``log_level`` defaults to ``CRITICAL`` so that sync
-        responses carry only the output. Returns the deployed service, with its token.
+        per-job outputs, staged inputs, direct uploads; see :mod:`oscar_plugins._wrapper`) and
+        ``log_level`` defaults to ``CRITICAL`` so that sync responses carry only the output. Returns the
+        deployed service, with its token.
         """
         svc = service if isinstance(service, Service) else service_from_dict(service)
-        if wrap:
-            svc = svc.model_copy(update={"script": wrap_script(svc.script),
-                                         "log_level": svc.log_level or "CRITICAL"})
+        if wrap and not is_wrapped(svc.script):
+            primary = next((o for o in svc.output if o.kind == "minio"), None)
+            script = wrap_script(svc.script, primary.prefix if primary else (), primary.suffix if primary else ())
+            svc = svc.model_copy(update={"script": script, "log_level": svc.log_level or "CRITICAL",
+                                         "output": wrapped_outputs(svc.name, svc.output)})
         svc = svc.with_spec_hash()
         wanted = svc.annotations[SPEC_HASH_ANNOTATION]
         try:
             current = self.get_service(svc.name)
         except ServiceNotFound:
-            self._create_once(svc)
-            log.info("created service %s on %s", svc.name, self.profile.name)
-            return self._wait_service(svc.name)
+            if self._create_once(svc):
+                log.info("created service %s on %s", svc.name, self.profile.name)
+            current = self._wait_service(svc.name)  # created by us, or by a concurrent caller
         if current.annotations.get(SPEC_HASH_ANNOTATION) == wanted:
             return current
-        self.update_service(svc)
+        self.update_service(svc, owner=current.owner)
         log.info("updated service %s on %s", svc.name, self.profile.name)
         return self.get_service(svc.name)  # re-read: servers before v4.0 rotate the token on update
 
-    def _create_once(self, svc: Service) -> None:
-        """Create, retrying a lost answer only after checking the service is still missing."""
+    def _create_once(self, svc: Service) -> bool:
+        """Create, retrying a lost answer only after checking the service is still missing.
+
+        Returns:
+            False when the name was taken meanwhile (an earlier attempt of ours, or a concurrent caller:
+            OSCAR answers 400 from v4.1, 409 before); the caller re-reads the service.
+        """
         for attempt in range(self.retries + 1):
             try:
                 self.create_service(svc)
-                return
+                return True
             except (ConnectionFailed, ServiceUnavailable):
                 if attempt == self.retries:
                     raise
             except Conflict:
-                return  # an earlier attempt went through; the caller re-reads the service
+                return False
             time.sleep(min(0.25 * 2**attempt, 5.0))
             try:
                 self.get_service(svc.name)
-                return
+                return True
             except ServiceNotFound:
                 continue
+        return True
 
     def _wait_service(self, name: str, timeout: float = 120.0) -> Service:
         deadline = time.monotonic() + timeout
@@ -310,7 +366,7 @@ class OscarClient:
         a retry after a lost response finds the job instead of starting it twice. On older servers
         the name is found by listing the service's jobs before and after (one submit at a time).
         """
-        token = self.service_token(service)
+        token = self.job_bearer(service)
         if self.version >= (4, 1, 0):
             name = name or new_job_name(service)
             problem = job_name_problem(name)
@@ -331,7 +387,21 @@ class OscarClient:
         raise OscarError(f"submitted a job to {service!r} but could not tell its name (server "
                          f"{self.info().get('version')} predates X-Delegated-Job-ID); check the job list")
 
-    def _submit_named(self, service: str, body: bytes | str, name: str, token: str) -> str:
+    @property
+    def oidc(self) -> bool:
+        """Whether this profile authenticates with an OIDC token (rather than OSCAR's basic-auth user)."""
+        return self.profile.credentials.kind in ("token", "refresh_token", "oidc_agent")
+
+    def job_bearer(self, service: str) -> str | None:
+        """The bearer for ``POST /job``: the service's token, or None for the profile's own OIDC token.
+
+        OSCAR labels a job with its owner (``oscar.grycap/job-owner``) only when the submit carries the
+        user's OIDC token, and lists to an OIDC user only the jobs with their label (``job.go``,
+        ``logs.go``): a job an OIDC user submits with the service token never shows in their listing.
+        """
+        return None if self.oidc else self.service_token(service)
+
+    def _submit_named(self, service: str, body: bytes | str, name: str, token: str | None) -> str:
         headers = {"X-Delegated-Job-ID": name}
         delay = 0.25
         lost = False  # did an earlier attempt possibly reach the server (answer lost)?
@@ -360,11 +430,35 @@ class OscarClient:
         return name in self.list_jobs(service)
 
     def iter_job_pages(self, service: str) -> Iterator[dict[str, JobInfo]]:
+        """The pages of a service's job list, 70 jobs each.
+
+        Pages after the first show the jobs as they were when the first was read (Kubernetes serves a
+        continued list from its first snapshot): a caller that needs fresh states reads again. A continue
+        token older than about 5 minutes makes OSCAR answer 500: the walk restarts from the first page
+        (a caller that already saw a page may see its jobs again).
+
+        Raises:
+            AuthenticationError: an OIDC user who may not see the service (OSCAR answers 200, no body).
+        """
         page: str | None = None
+        restarts = 0
+        call = f"GET /system/logs/{service}"
         while True:
             params = {"page": page} if page else None
-            body = self._json("GET", f"/system/logs/{service}", params=params, service=service)
-            jobs, page = parse_job_list(body)
+            try:
+                response = self.request("GET", f"/system/logs/{service}", params=params, service=service)
+            except ServerError:
+                if not page or restarts >= 2:
+                    raise
+                log.info("the job list of %s expired mid-walk (continue token too old); reading it again", service)
+                page, restarts = None, restarts + 1
+                continue
+            if not response.content.strip():
+                raise AuthenticationError(
+                    f"{call} on cluster {self.profile.name!r} answered 200 with an empty body: OSCAR (v4.0+) does "
+                    f"this when the caller may not see service {service!r}; with an OIDC token, ask its owner to make "
+                    "it public or to add you to allowed_users", status=200, call=call)
+            jobs, page = parse_job_list(self._decode(response, call))
             yield jobs
             if not page:
                 return
@@ -390,6 +484,8 @@ class OscarClient:
                 raise
 
     def delete_jobs(self, service: str, *, all_jobs: bool = False) -> None:
+        """``DELETE /system/logs/{service}``: the service's *Succeeded* jobs (OSCAR selects
+        ``status.successful!=0``; Failed ones stay), or with ``all_jobs`` every job, running ones included."""
         params = {"all": "true"} if all_jobs else None
         self.request("DELETE", f"/system/logs/{service}", params=params, service=service)
 

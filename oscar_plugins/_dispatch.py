@@ -23,13 +23,26 @@ from ._exceptions import ConfigError, InputNotFound, JobFailed, OscarError
 from ._fdl import Service, StorageIO
 from ._jobs import Job, JobState, JobTracker
 from ._journal import Journal
-from ._wrapper import STATUS_FILE, Manifest, check_input_name, is_wrapped, parse_status
+from ._wrapper import (
+    LOG_FILE,
+    STATUS_FILE,
+    JobStatusFile,
+    Manifest,
+    check_input_name,
+    explain_job_log,
+    is_wrapped,
+    parse_status,
+)
 
 __all__ = ["Dispatcher", "JobResult", "JobSpec"]
 
 log = logging.getLogger("oscar_plugins")
-#: Inline inputs up to this many bytes in the job body; BEHAVIOUR.md: keep /job bodies well under 100 KiB.
+#: Inline inputs up to this many bytes in the job body (the rest is staged through the object store).
 INLINE_LIMIT = 48 * 1024
+#: The largest ``/job`` body sent. OSCAR puts the body in the pod's ``EVENT`` variable (``job.go``), which
+#: Linux caps at 128 KiB (MAX_ARG_STRLEN, with ``EVENT=``), and interLink base64-encodes it once more
+#: (``types.SetInterlinkJob``): 90 KiB leaves 120 KiB after that, and a margin.
+MAX_BODY = 90 * 1024
 
 
 @dataclass
@@ -99,7 +112,13 @@ class Dispatcher:
 
     # -- one job -------------------------------------------------------------------------------------
     def build_body(self, svc: Service, spec: JobSpec) -> bytes:
-        """The base64 job body: a manifest for wrapped services, the raw payload/file otherwise."""
+        """The base64 job body: a manifest for wrapped services, the raw payload/file otherwise.
+
+        Raises:
+            InputNotFound: an input file is missing.
+            ConfigError: the body would not fit a pod's ``EVENT`` (see :data:`MAX_BODY`) or the service is
+                not wrapped and the job needs what only the wrapper provides.
+        """
         paths = [Path(p) for p in spec.inputs]
         for path in paths:
             if not path.is_file():
@@ -109,15 +128,27 @@ class Dispatcher:
                 raise ConfigError(f"service {svc.name!r} was not deployed by oscar-plugins, so a job gets one "
                                   "input only: redeploy it with ensure_service (wrap=True) for several inputs")
             raw = paths[0].read_bytes() if paths else _payload_bytes(spec.payload or b"")
-            if len(raw) > self.inline_limit:
+            body = base64.b64encode(raw)
+            if len(body) > MAX_BODY:
                 raise ConfigError(f"input of {len(raw)} bytes is too large for a /job body on unwrapped service "
-                                  f"{svc.name!r}: upload it to the service's input bucket instead")
-            return base64.b64encode(raw)
-        if spec.payload is not None and not paths and not spec.env:
-            raw = _payload_bytes(spec.payload)
-            if len(raw) <= self.inline_limit:
-                return base64.b64encode(raw)
+                                  f"{svc.name!r} (OSCAR passes the body to the pod in one environment variable, "
+                                  f"{MAX_BODY} bytes here): upload it to the service's input bucket instead")
+            return body
+        body = base64.b64encode(self._manifest(svc, spec, paths, self.inline_limit).render())
+        if len(body) > MAX_BODY:  # many inputs or variables: stage the inline data too
+            body = base64.b64encode(self._manifest(svc, spec, paths, 0).render())
+        if len(body) > MAX_BODY:
+            raise ConfigError(f"the job's manifest for {svc.name!r} takes {len(body)} bytes (its variables and input "
+                              f"names), more than a /job body may ({MAX_BODY}): pass fewer or shorter variables, or "
+                              "bundle the inputs into one file")
+        return body
+
+    def _manifest(self, svc: Service, spec: JobSpec, paths: list[Path], inline_limit: int) -> Manifest:
         manifest = Manifest()
+        out = output_location(svc)
+        if out is not None:
+            policy = self.client.storage.presign_post(out.bucket, f"{out.folder}/" if out.folder else "")
+            manifest.add_upload(policy.url, policy.prefix, policy.fields)
         names = [check_input_name(p.name) for p in paths]
         if len(set(names)) != len(names):
             raise ConfigError(f"two inputs share a file name ({names}): inputs of one job need distinct names")
@@ -125,7 +156,7 @@ class Dispatcher:
         bucket = None
         for path in paths:
             size = path.stat().st_size
-            if inline + size <= self.inline_limit:
+            if inline + size <= inline_limit:
                 manifest.add_data(path.name, path.read_bytes())
                 inline += size
             else:
@@ -134,7 +165,7 @@ class Dispatcher:
                 manifest.add_url(path.name, self.client.storage.presign_get(bucket, key))
         if spec.payload is not None:
             raw = _payload_bytes(spec.payload)
-            if inline + len(raw) <= self.inline_limit:
+            if inline + len(raw) <= inline_limit:
                 manifest.add_data("payload", raw)
             else:
                 bucket = bucket or staging_bucket(svc)
@@ -142,7 +173,9 @@ class Dispatcher:
                 manifest.add_url("payload", self.client.storage.presign_get(bucket, key))
         for k, v in spec.env.items():
             manifest.add_env(k, v)
-        return base64.b64encode(manifest.render())
+        if (out is not None or bucket is not None) and not self.client.storage.verify:
+            manifest.add_insecure()
+        return manifest
 
     def submit(self, service: str, inputs: Sequence[Path] = (), *, payload: Any = None,
                env: Mapping[str, str] | None = None, name: str | None = None, track: bool = True) -> Job:
@@ -153,21 +186,46 @@ class Dispatcher:
         job = Job(service, job_name)
         return self.tracker.track(job) if track else job
 
-    def failure(self, job: Job, reason: str, exit_code: int | None = None) -> JobFailed:
+    def failure(self, job: Job, reason: str, exit_code: int | None = None,
+                status: JobStatusFile | None = None) -> JobFailed:
+        """A :class:`JobFailed` that shows why: the cause found in the job's log (out of memory, body too large,
+        the supervisor's error) and the script's own last lines (from its status or log file), never the
+        base64 the supervisor prints after a job."""
         try:
             text = self.client.job_log(job.service, job.name)
         except OscarError:
             text = ""
-        tail = "\n".join(text.rstrip().splitlines()[-20:])
-        return JobFailed(f"job {job.name} of service {job.service!r} failed: {reason}.\nLog tail:\n{tail}",
-                         service=job.service, job=job.name, exit_code=exit_code, log_tail=tail)
+        cause, job_tail = explain_job_log(text)
+        script_tail = status.log_tail if status is not None else self._script_log(job)
+        script_tail = "\n".join(script_tail.rstrip().splitlines()[-20:])
+        message = f"job {job.name} of service {job.service!r} failed: {reason}"
+        if cause and cause not in reason:
+            message += f"; the job's log says: {cause}"
+        if script_tail:
+            message += f".\nScript output (last lines):\n{script_tail}"
+        if job_tail and (cause or not script_tail):
+            message += f"\nJob log (last lines):\n{job_tail}"
+        return JobFailed(message, service=job.service, job=job.name, exit_code=exit_code,
+                         log_tail=script_tail or job_tail)
+
+    def _script_log(self, job: Job) -> str:
+        """The script's output the wrapper saved (``.oscar-plugins-log``), or ``""``."""
+        try:
+            svc = self.client.get_service(job.service, refresh=False)
+            out = output_location(svc)
+            if out is None or not is_wrapped(svc.script):
+                return ""
+            key = f"{out.folder}/{job.name}/{LOG_FILE}" if out.folder else f"{job.name}/{LOG_FILE}"
+            return self.client.storage.get_bytes(out.bucket, key)[-16384:].decode("utf-8", "replace")
+        except OscarError:
+            return ""
 
     def collect(self, job: Job, dest: Path, *, overwrite: bool = False) -> JobResult:
         """Download a finished job's outputs into ``dest`` (verified), or raise :class:`JobFailed`."""
         if job.state == JobState.FAILED:
             raise self.failure(job, "the cluster reports it Failed")
         if job.state == JobState.LOST:
-            raise self.failure(job, "it disappeared from the cluster (deleted, or the cluster lost it)")
+            raise self.failure(job, self._lost_reason(job))
         if job.state != JobState.SUCCEEDED:
             raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
         svc = self.client.get_service(job.service, refresh=False)
@@ -179,18 +237,29 @@ class Dispatcher:
         try:
             status = parse_status(storage.get_bytes(out.bucket, prefix + STATUS_FILE).decode("utf-8", "replace"))
         except OscarError as exc:
-            raise self.failure(job, f"it left no status file ({exc}); the wrapper was killed (memory limit?)"
-                               ) from None
+            raise self.failure(job, f"it left no status file ({exc}): the wrapper did not finish") from None
         if status.exit_code != 0:
-            raise self.failure(job, f"the script exited with code {status.exit_code}", status.exit_code)
+            raise self.failure(job, f"the script exited with code {status.exit_code}", status.exit_code, status)
         paths = []
         for rec in status.outputs:
             target = dest / rec.path
             storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
                              overwrite=overwrite, inline=rec.inline)
             paths.append(target)
-        objects = [prefix + STATUS_FILE, *(prefix + rec.path for rec in status.outputs)]
+        objects = [prefix + STATUS_FILE, prefix + LOG_FILE, *(prefix + rec.path for rec in status.outputs)]
         return JobResult(0, job, outputs=paths, exit_code=status.exit_code, objects=objects)
+
+    def _lost_reason(self, job: Job) -> str:
+        members = []
+        try:
+            members = self.client.get_service(job.service, refresh=False).federation_members()
+        except OscarError:
+            pass
+        if members:
+            return ("it never appeared on this cluster: OSCAR delegated it to a federation member (it answers 201 and "
+                    "creates no local job when this cluster has no room), one of: " + "; ".join(members)
+                    + f". Look for job {job.name} there")
+        return "it disappeared from the cluster (deleted, or the cluster lost it)"
 
     # -- many jobs -------------------------------------------------------------------------------------
     def map(self, service: str, specs: Sequence[JobSpec | Sequence[Path]], out_dir: Path, *,

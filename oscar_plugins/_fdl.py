@@ -21,24 +21,57 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from ._exceptions import FDLError
+from ._exceptions import ConfigError, FDLError, OscarError
 from ._validation import parse_cpu, parse_memory, service_name_problem
 
 __all__ = [
     "FDL",
+    "HIDDEN",
+    "SERVER_FIELDS",
     "SPEC_HASH_ANNOTATION",
     "FDLService",
     "Service",
     "StorageIO",
     "StorageProviders",
     "load_fdl",
+    "service_from_api",
     "service_from_dict",
 ]
 
 SPEC_HASH_ANNOTATION = "oscar-plugins.io/spec-hash"
-_SERVER_FIELDS = {"token", "owner", "namespace", "deployment", "volume_status", "bucket_list", "cluster_id"}
+#: Fields the server fills or owns (``create.go`` checkValues, ``read.go``): never sent as the user's.
+SERVER_FIELDS = frozenset({"token", "owner", "namespace", "deployment", "volume_status", "bucket_list"})
+#: The value OSCAR shows instead of the default MinIO provider's keys (``create.go`` checkValues).
+HIDDEN = "hidden"
+#: Labels OSCAR sets on every service (``create.go`` checkValues, MakeCreateHandler).
+SERVER_LABELS = frozenset({"oscar.grycap/user-service", "oscar_service", "applicationId", "queue", "owner_name",
+                           "uid", "vo", "kueue.x-k8s.io/queue-name"})
+_LENIENT = "lenient"
+
+
+def _lenient(info: ValidationInfo) -> bool:
+    """Whether a model is being read from a server's answer (tolerant) rather than from a user (strict)."""
+    return bool(info.context and info.context.get(_LENIENT))
+
+
+def _drop_nulls(data: Any) -> Any:
+    """A server's ``null`` (Go's nil map, slice or pointer) means "not set": let the field's default apply."""
+    if isinstance(data, dict):
+        return {k: _drop_nulls(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_drop_nulls(v) for v in data if v is not None]
+    return data
 
 
 class _Model(BaseModel):
@@ -55,19 +88,26 @@ class StorageIO(_Model):
 
     @field_validator("path")
     @classmethod
-    def _path(cls, v: str) -> str:
-        v = v.strip("/")
+    def _path(cls, v: str, info: ValidationInfo) -> str:
+        v = v.strip(" /")  # create.go normalizeStoragePaths trims spaces and slashes
+        if _lenient(info):
+            return v
         if not v or ".." in v.split("/"):
             raise ValueError(f"path {v!r} must be '<bucket>[/folder...]' without '..'")
         return v
 
     @field_validator("storage_provider")
     @classmethod
-    def _provider(cls, v: str) -> str:
+    def _provider(cls, v: str, info: ValidationInfo) -> str:
         kind = v.split(".", 1)[0]
-        if kind not in {"minio", "s3", "onedata", "webdav", "rucio"}:
+        if not _lenient(info) and kind not in {"minio", "s3", "onedata", "webdav", "rucio"}:
             raise ValueError(f"storage_provider {v!r} must be '<minio|s3|onedata|webdav|rucio>.<id>'")
         return v
+
+    @property
+    def kind(self) -> str:
+        """The provider type (``minio``, ``s3``, ...), lowercased as OSCAR compares it."""
+        return self.storage_provider.split(".", 1)[0].lower()
 
     @property
     def bucket(self) -> str:
@@ -147,7 +187,13 @@ class Cluster(_Model):
 
 
 class Service(_Model):
-    """An OSCAR service definition (v4.1.2 ``types.Service``); ``script`` holds the script's content."""
+    """An OSCAR service definition (v4.1.2 ``types.Service``); ``script`` holds the script's content.
+
+    Two ways in, two jobs: :func:`service_from_dict` and :func:`load_fdl` validate what a user writes,
+    strictly; :func:`service_from_api` reads what a server answers, tolerantly (Go's zero values and
+    ``null`` values, ``"hidden"`` keys, blanked secrets, server-owned fields). :meth:`api_dict` is the one
+    way out: it never sends a server-owned or hidden value back as if it were the user's.
+    """
 
     name: str
     image: str
@@ -183,63 +229,147 @@ class Service(_Model):
     total_cpu: str | None = None
     total_memory: str | None = None
     token: str | None = Field(default=None, repr=False)
+    owner: str | None = None
+    #: Read from a server: keys of ``environment.secrets`` it shows blank (their values live in a Secret).
+    _hidden_secrets: frozenset[str] = PrivateAttr(default=frozenset())
+    _from_server: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _server_zero_values(cls, data: Any, info: ValidationInfo) -> Any:
+        """Go's zero values that mean "not set" (``mount: {"storage_provider": "", "path": ""}``, empty
+        strings of optional fields) become absent when reading a server's answer."""
+        if not _lenient(info) or not isinstance(data, dict):
+            return data
+        data = _drop_nulls(data)
+        mount = data.get("mount")
+        if isinstance(mount, dict) and not str(mount.get("path") or "").strip(" /"):
+            data.pop("mount")
+        for key in ("log_level", "vo", "visibility", "isolation_level", "interlink_node_name", "total_cpu",
+                    "total_memory", "ephemeral_storage_request", "token", "owner"):
+            if data.get(key) == "":
+                data.pop(key)
+        for key in ("cpu", "memory"):
+            if data.get(key) == "":
+                data.pop(key)
+        return data
 
     @field_validator("name")
     @classmethod
-    def _name(cls, v: str) -> str:
+    def _name(cls, v: str, info: ValidationInfo) -> str:
         problem = service_name_problem(v)
-        if problem:
+        if problem and not _lenient(info):
             raise ValueError(problem)
         return v
 
     @field_validator("image")
     @classmethod
-    def _image(cls, v: str) -> str:
-        if not v.strip() or any(c.isspace() for c in v):
+    def _image(cls, v: str, info: ValidationInfo) -> str:
+        if not _lenient(info) and (not v.strip() or any(c.isspace() for c in v)):
             raise ValueError(f"image {v!r} must be a container image reference such as 'ghcr.io/org/img:tag'")
         return v
 
     @field_validator("script")
     @classmethod
-    def _script(cls, v: str) -> str:
-        if not v.strip():
+    def _script(cls, v: str, info: ValidationInfo) -> str:
+        if not _lenient(info) and not v.strip():
             raise ValueError("script is empty: give the shell script the service runs")
         return v
 
     @field_validator("cpu", "total_cpu", mode="before")
     @classmethod
-    def _cpu(cls, v: Any) -> Any:
+    def _cpu(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None or v == "":
             return v
-        parse_cpu(v)
+        if not _lenient(info):
+            parse_cpu(v)
         return str(v)
 
     @field_validator("memory", "total_memory", mode="before")
     @classmethod
-    def _memory(cls, v: Any) -> Any:
+    def _memory(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None or v == "":
             return v
-        parse_memory(v)
+        if not _lenient(info):
+            parse_memory(v)
         return str(v)
 
     @field_validator("visibility")
     @classmethod
-    def _visibility(cls, v: str | None) -> str | None:
-        if v is not None and v not in {"private", "public", "restricted"}:
+    def _visibility(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if not _lenient(info) and v is not None and v not in {"private", "public", "restricted"}:
             raise ValueError(f"visibility {v!r} must be private, public or restricted")
         return v
 
-    def api_dict(self) -> dict[str, Any]:
-        """The JSON body for ``POST``/``PUT /system/services`` (unknown fields included)."""
+    @model_validator(mode="after")
+    def _as_oscar_stores_it(self, info: ValidationInfo) -> Service:
+        """Strictly, for a user's definition: a MinIO/S3 path without a folder becomes ``<service>/<path>``
+        (what v4.1 stores; older servers crash on it), and values OSCAR would store differently are refused."""
+        if _lenient(info):
+            return self
+        for entry in [*self.input, *self.output]:
+            if entry.kind in ("minio", "s3") and "/" not in entry.path:
+                entry.path = f"{self.name}/{entry.path}"
+        env = self.environment
+        maps = {"annotations": self.annotations, "labels": self.labels}
+        if env is not None:
+            maps.update({"environment.variables": env.variables, "environment.secrets": env.secrets})
+        for where, values in maps.items():
+            for key, value in values.items():
+                problem = _stored_value_problem(value)
+                if problem:
+                    raise ValueError(f"{where}.{key}: {problem}")
+        return self
+
+    @property
+    def hidden_secrets(self) -> frozenset[str]:
+        """Keys of ``environment.secrets`` whose values the server did not show (read from a server)."""
+        return self._hidden_secrets
+
+    def federation_members(self) -> list[str]:
+        """Where OSCAR may delegate this service's jobs (v4.1 ``federation.members``, older ``replicas``)."""
+        members = list((self.federation or {}).get("members") or []) + list(self.replicas or [])
+        found = []
+        for member in members:
+            if isinstance(member, dict):
+                where = member.get("url") or member.get("cluster_id") or "?"
+                found.append(f"{member.get('service_name') or self.name} on {where}")
+        return found
+
+    def api_dict(self, version: tuple[int, int, int] | None = None) -> dict[str, Any]:
+        """The JSON body for ``POST``/``PUT /system/services``: the user's definition only.
+
+        Left out: the token and the other server-owned fields (:data:`SERVER_FIELDS`), OSCAR's own labels,
+        MinIO keys shown as ``"hidden"``, and secrets the server showed blank. With the server's
+        ``version``, ``expose.api_port``/``nodePort`` take its shape (a list from v4.1, a number before).
+
+        Raises:
+            ConfigError: a service read from a server has secrets it did not show, beside new ones: sending
+                them would replace the hidden values (OSCAR replaces the whole Secret on update).
+        """
         data = self.model_dump(mode="json", exclude_none=True, by_alias=True)
-        data.pop("token", None)
+        for key in SERVER_FIELDS:
+            data.pop(key, None)
+        if self._from_server:
+            data["labels"] = {k: v for k, v in data.get("labels", {}).items() if k not in SERVER_LABELS}
+        _drop_hidden_keys(data)
+        env = data.get("environment") or {}
+        secrets = env.get("secrets") or {}
+        hidden = [k for k in secrets if k in self._hidden_secrets and secrets[k] == ""]
+        if hidden and len(hidden) < len(secrets):
+            raise ConfigError(
+                f"service {self.name!r}: environment.secrets {sorted(hidden)} came back blank from the server "
+                "(OSCAR keeps their values in a Kubernetes Secret and replaces it whole on update): give their "
+                "values too, or update from the FDL file that has them")
+        if hidden:
+            env.pop("secrets")
+        if version is not None and isinstance(data.get("expose"), dict):
+            data["expose"] = _expose_for(data["expose"], version)
         return data
 
     def spec_hash(self) -> str:
         """A content hash of the definition, ignoring server-filled fields and the hash annotation."""
         data = self.api_dict()
-        for key in _SERVER_FIELDS:
-            data.pop(key, None)
         annotations = dict(data.get("annotations") or {})
         annotations.pop(SPEC_HASH_ANNOTATION, None)
         data["annotations"] = annotations
@@ -251,6 +381,53 @@ class Service(_Model):
         copy = self.model_copy(deep=True)
         copy.annotations = {**copy.annotations, SPEC_HASH_ANNOTATION: self.spec_hash()}
         return copy
+
+
+def _stored_value_problem(value: str) -> str | None:
+    """Why OSCAR would store ``value`` otherwise than given (goccy/go-yaml v1.9.8 writes the service's
+    ConfigMap): a value ``-`` or ``- x`` is written so it cannot be read back, which breaks reading the
+    service and listing every service of the cluster; spaces around a one-line value are dropped."""
+    if "\n" in value:
+        return None
+    stripped = value.strip(" ")
+    if stripped == "-" or stripped.startswith("- "):
+        return (f"the value {value!r} cannot be stored by OSCAR (its YAML writer leaves it unquoted and cannot read "
+                "it back; the cluster's service list then fails for everyone): quote it differently or change it")
+    if stripped != value:
+        return (f"the value {value!r} has spaces at its ends, which OSCAR drops when it stores the service: remove "
+                "them, or wrap the value in other characters")
+    return None
+
+
+def _drop_hidden_keys(data: dict[str, Any]) -> None:
+    """Remove storage providers whose keys are shown as ``"hidden"`` (OSCAR re-creates ``minio.default``)."""
+    providers = data.get("storage_providers")
+    if not isinstance(providers, dict):
+        return
+    for kind in list(providers):
+        entries = providers[kind]
+        if isinstance(entries, dict):
+            for ident in [i for i, e in entries.items() if isinstance(e, dict) and HIDDEN in
+                          (e.get("access_key"), e.get("secret_key"))]:
+                entries.pop(ident)
+            if not entries:
+                providers.pop(kind)
+    if not providers:
+        data.pop("storage_providers")
+
+
+def _expose_for(expose: dict[str, Any], version: tuple[int, int, int]) -> dict[str, Any]:
+    """``expose.api_port`` and ``nodePort`` are numbers up to v4.0 and lists from v4.1 (``types.Expose``)."""
+    out = dict(expose)
+    for key in ("api_port", "nodePort"):
+        if key not in out:
+            continue
+        value = out[key]
+        if version >= (4, 1, 0) and not isinstance(value, list):
+            out[key] = [] if value in (0, None) else [value]
+        elif version < (4, 1, 0) and isinstance(value, list):
+            out[key] = value[0] if value else 0
+    return out
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -277,8 +454,35 @@ def service_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Ser
         if first["type"] == "missing":
             msg = f"required field '{field}' is missing"
         extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise FDLError(f"{source}: {label}: field '{field}': {msg}{extra}", source=source,
+        where = f"field '{field}': " if first["loc"] else ""
+        raise FDLError(f"{source}: {label}: {where}{msg}{extra}", source=source,
                        service=str(name) if name else None, field=field) from None
+
+
+def service_from_api(data: Any, *, source: str) -> Service:
+    """Read a service as a server answered it: tolerant of Go's zero values and ``null`` values, unknown fields
+    kept, server-owned values marked so :meth:`Service.api_dict` never sends them back.
+
+    Raises:
+        OscarError: the answer has no usable service (not an object, no name, or a field of the wrong type),
+            naming the call and the field.
+    """
+    if not isinstance(data, Mapping):
+        raise OscarError(f"{source} answered {type(data).__name__}, not a service object: the endpoint may not be "
+                         "an OSCAR server, or a proxy answered instead")
+    try:
+        svc = Service.model_validate(dict(data), context={_LENIENT: True})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _field_path(first["loc"])
+        what = "is missing" if first["type"] == "missing" else f"is not usable ({first['msg']})"
+        raise OscarError(f"{source}: the service {data.get('name')!r} it returned has a field '{field}' that {what}; "
+                         "this server answers in a shape oscar-plugins does not know: report it with the server's "
+                         "version (oscar-plugins cluster show)") from None
+    secrets = (svc.environment.secrets if svc.environment else {}) or {}
+    svc._hidden_secrets = frozenset(k for k, v in secrets.items() if v == "")
+    svc._from_server = True
+    return svc
 
 
 @dataclass(frozen=True)

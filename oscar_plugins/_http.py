@@ -27,6 +27,7 @@ from ._exceptions import (
 __all__ = ["RETRYABLE_STATUS", "error_for_response", "error_for_transport", "excerpt", "redact"]
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+_DUPLICATE = "A service with the provided name already exists"
 _EXCERPT = 300
 
 
@@ -65,6 +66,8 @@ def error_for_response(status: int, call: str, body: str, *, cluster: str, servi
             return ServiceNotFound(f"{where} Service {service!r} does not exist: deploy it first "
                                    "(oscar-plugins service apply FDL).", status=status, call=call, body=text)
         return NotFound(where + detail, status=status, call=call, body=text)
+    if status == 400 and _DUPLICATE in body:  # create.go (v4.1+): a duplicate name is a 400, not a 409
+        return Conflict(where + " It already exists." + detail, status=status, call=call, body=text)
     if status == 400:
         return BadRequest(where + " The request was rejected." + detail, status=status, call=call, body=text)
     if status == 409:

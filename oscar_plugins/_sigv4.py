@@ -8,15 +8,18 @@ same canonical forms (:mod:`oscar_plugins.local._sigv4`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
-__all__ = ["ALGORITHM", "EMPTY_SHA256", "canonical_query", "canonical_uris", "host_header", "object_path",
-           "presign_url", "sign_headers", "signature", "wire_path"]
+__all__ = ["ALGORITHM", "EMPTY_SHA256", "PostPolicy", "canonical_query", "canonical_uris", "host_header",
+           "object_path", "policy_signature", "post_policy", "presign_url", "sign_headers", "signature", "wire_path"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -120,3 +123,39 @@ def presign_url(endpoint: str, host: str, path: str, access_key: str, secret_key
     request = "\n".join([method.upper(), path, query, f"host:{host}\n", "host", UNSIGNED])
     sig = signature(secret_key, scope, amz_date, request)
     return f"{endpoint.rstrip('/')}{wire_path(path)}?{query}&X-Amz-Signature={sig}"
+
+
+@dataclass(frozen=True)
+class PostPolicy:
+    """A presigned POST (S3 browser-based upload): the URL and the form fields that go with every file.
+
+    Whoever holds it may upload objects whose key starts with ``prefix`` (one form field ``key`` per
+    upload, the file last) until it expires.
+    """
+
+    url: str
+    prefix: str
+    fields: dict[str, str]
+
+
+def policy_signature(secret: str, date: str, region: str, policy_b64: str) -> str:
+    """The hex SigV4 signature of a base64 POST policy."""
+    return hmac.new(_signing_key(secret, date, region, "s3"), policy_b64.encode(), hashlib.sha256).hexdigest()
+
+
+def post_policy(endpoint: str, bucket: str, prefix: str, access_key: str, secret_key: str, region: str, *,
+                expires: int, max_size: int = 5 << 30, now: datetime | None = None) -> PostPolicy:
+    """A POST policy for uploads under ``bucket/prefix`` (path-style URL), each at most ``max_size`` bytes."""
+    now = now or datetime.now(timezone.utc)
+    amz_date, date = _stamp(now)
+    credential = f"{access_key}/{date}/{region}/s3/aws4_request"
+    policy = {
+        "expiration": (now + timedelta(seconds=expires)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "conditions": [{"bucket": bucket}, ["starts-with", "$key", prefix], {"x-amz-algorithm": ALGORITHM},
+                       {"x-amz-credential": credential}, {"x-amz-date": amz_date},
+                       ["content-length-range", 0, max_size]],
+    }
+    encoded = base64.b64encode(json.dumps(policy, separators=(",", ":")).encode()).decode()
+    fields = {"x-amz-algorithm": ALGORITHM, "x-amz-credential": credential, "x-amz-date": amz_date,
+              "policy": encoded, "x-amz-signature": policy_signature(secret_key, date, region, encoded)}
+    return PostPolicy(f"{endpoint.rstrip('/')}/{quote(bucket, safe='')}", prefix, fields)

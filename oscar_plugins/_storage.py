@@ -29,7 +29,7 @@ import httpx
 
 from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OutputExists, StorageError
 from ._paths import cache_dir
-from ._sigv4 import UNSIGNED, host_header, object_path, presign_url, sign_headers, wire_path
+from ._sigv4 import UNSIGNED, PostPolicy, host_header, object_path, post_policy, presign_url, sign_headers, wire_path
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -268,6 +268,12 @@ class Storage:
         """A URL that lets anyone GET the object for ``expires`` seconds (S3 allows at most 7 days)."""
         return presign_url(self.endpoint, host_header(self.endpoint), object_path(bucket, key),
                            self.access_key, self.secret_key, self.region, expires=min(expires, 7 * 24 * 3600))
+
+    def presign_post(self, bucket: str, prefix: str, expires: int = 7 * 24 * 3600) -> PostPolicy:
+        """A POST policy that lets anyone upload objects under ``bucket/prefix`` for ``expires`` seconds
+        (at most 7 days), each up to 5 GiB (S3's limit for one POST)."""
+        return post_policy(self.endpoint, bucket, prefix, self.access_key, self.secret_key, self.region,
+                           expires=min(expires, 7 * 24 * 3600))
 
     # -- listing and downloads -------------------------------------------------------------------
     def list(self, bucket: str, prefix: str) -> Iterator[ObjectInfo]:

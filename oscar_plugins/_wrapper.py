@@ -3,11 +3,20 @@
 OSCAR ignores a script's exit code and uploads every job's outputs into one shared folder. The
 library therefore installs ``wrapper.sh`` around the scripts of services it deploys. The wrapper:
 
-* runs the user's script unchanged with ``/bin/sh``;
+* runs the user's script unchanged with ``/bin/sh``, its output going both to the job's log and to a
+  file: faas-supervisor logs a script's output only at ``log_level: DEBUG`` and ends a job's log with the
+  base64 of its outputs, so the job's log cannot tell why a script failed;
 * for async jobs, points ``$TMP_OUTPUT_DIR`` at ``<output>/<job name>/`` so concurrent jobs never
-  collide, and writes ``.oscar-plugins-status`` there: ``exit=<code>`` and one
+  collide, keeps there only the files that pass the service's output prefix/suffix lists (matched against
+  their path inside that folder), and writes ``.oscar-plugins-log`` (the script's output) and
+  ``.oscar-plugins-status``: ``exit=<code>``, ``log <base64 of the output's last 16 KiB>``, and one
   ``file <size> <sha256> <path>`` line per output, used to verify downloads, each small output
   (<= 16 KiB, 48 KiB a job) followed by ``inline <base64 content>`` so it needs no download;
+* uploads those files itself, status last, when the job's manifest carries an ``upload`` policy and the
+  image has curl or python3; then ``$TMP_OUTPUT_DIR`` is left empty, so outputs of any size never pass
+  through the supervisor's response, which it builds in memory (base64 of every output file) and which
+  gets a pod OOM-killed after a successful upload once outputs near a quarter of its memory limit.
+  Otherwise (no policy, no tool, a failed upload) the supervisor uploads them as usual;
 * for sync runs, prints ``oscar-plugins: script exited with code N`` and, on failure, removes the
   outputs so the response body is the log;
 * reads a *manifest* input (below) to fetch several or large staged inputs and set variables.
@@ -19,6 +28,8 @@ Manifest (UTF-8 text, the job's input file)::
     data <name> <base64 content, one line>
     empty <name>
     env  <NAME> <base64 value>
+    upload <POST url> <key prefix> <base64 of the policy's form fields, one "name=value" a line>
+    insecure                       (the object store's certificate is not to be verified)
 
 Everything here is pure: building text, parsing text.
 """
@@ -27,27 +38,39 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ._fdl import StorageIO
+
 __all__ = [
     "EXIT_RE",
+    "LOG_FILE",
     "MANIFEST_HEADER",
+    "RESERVED_FILES",
     "STATUS_FILE",
     "WRAPPER_MARKER",
     "JobStatusFile",
     "Manifest",
+    "explain_job_log",
     "is_wrapped",
     "parse_status",
     "unwrap_script",
     "wrap_script",
+    "wrapped_outputs",
 ]
 
-WRAPPER_MARKER = "# oscar-plugins wrapper v1"
+WRAPPER_MARKER = "# oscar-plugins wrapper v2"
+_MARKERS = ("# oscar-plugins wrapper v1", WRAPPER_MARKER)
 MANIFEST_HEADER = "#oscar-plugins-manifest v1"
 STATUS_FILE = ".oscar-plugins-status"
+LOG_FILE = ".oscar-plugins-log"
+#: Files the wrapper writes next to a job's outputs.
+RESERVED_FILES = (STATUS_FILE, LOG_FILE)
 EXIT_RE = re.compile(r"^oscar-plugins: script exited with code (\d+)\s*$", re.MULTILINE)
 _END = "__OSCAR_PLUGINS_USER_SCRIPT_END__"
+_FILTER_ENDS = ("__OSCAR_PLUGINS_PREFIX_END__", "__OSCAR_PLUGINS_SUFFIX_END__")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._+@=-][A-Za-z0-9._+@=-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -57,21 +80,28 @@ def _template() -> str:
 
 
 def is_wrapped(script: str) -> bool:
-    """True when ``script`` already carries the oscar-plugins wrapper."""
-    return script.startswith("#!/bin/sh\n" + WRAPPER_MARKER)
+    """True when ``script`` already carries an oscar-plugins wrapper (of any version)."""
+    return any(script.startswith("#!/bin/sh\n" + marker + "\n") for marker in _MARKERS)
 
 
-def wrap_script(script: str) -> str:
+def wrap_script(script: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> str:
     """Embed ``script`` in the wrapper (idempotent: a wrapped script is returned unchanged).
 
+    Args:
+        prefixes, suffixes: the service's output filters, which the wrapper applies to each job's files.
+
     Raises:
-        ValueError: the script contains the wrapper's heredoc terminator line.
+        ValueError: the script contains the wrapper's heredoc terminator line, or a filter is multi-line.
     """
     if is_wrapped(script):
         return script
     if any(line.strip() == _END for line in script.splitlines()):
         raise ValueError(f"the script contains the line {_END!r}, which the wrapper reserves")
-    return _template().replace("@@USER_SCRIPT@@", script.rstrip("\n"), 1)
+    for value in (*prefixes, *suffixes):
+        if "\n" in value or value.strip() in _FILTER_ENDS:
+            raise ValueError(f"output filter {value!r} must be one line")
+    return (_template().replace("@@USER_SCRIPT@@", script.rstrip("\n"), 1)
+            .replace("@@PREFIXES@@", "\n".join(prefixes), 1).replace("@@SUFFIXES@@", "\n".join(suffixes), 1))
 
 
 def unwrap_script(script: str) -> str:
@@ -109,6 +139,17 @@ class Manifest:
         else:
             self.lines.append(f"empty {name}")
 
+    def add_upload(self, url: str, prefix: str, fields: Mapping[str, str]) -> None:
+        """Let the wrapper upload the job's outputs under ``prefix`` with a presigned POST policy."""
+        lines = "".join(f"{k}={v}\n" for k, v in fields.items())
+        if any(c.isspace() for c in url + prefix):
+            raise ValueError(f"upload URL {url!r} and prefix {prefix!r} must not contain spaces")
+        self.lines.append(f"upload {url} {prefix} {base64.b64encode(lines.encode()).decode()}")
+
+    def add_insecure(self) -> None:
+        """The object store's TLS certificate is not to be verified (a profile with ``ssl_verify: false``)."""
+        self.lines.append("insecure")
+
     def add_env(self, key: str, value: str) -> None:
         if not _ENV_NAME.match(key):
             raise ValueError(f"environment variable name {key!r} must match [A-Za-z_][A-Za-z0-9_]*")
@@ -133,14 +174,22 @@ class JobStatusFile:
 
     exit_code: int | None
     outputs: list[OutputRecord]
+    #: The end of the script's own output (stdout and stderr), when the wrapper recorded it.
+    log_tail: str = ""
 
 
 def parse_status(text: str) -> JobStatusFile:
     """Parse a status file; tolerant of unknown lines (newer wrappers)."""
     exit_code: int | None = None
     outputs: list[OutputRecord] = []
+    log_tail = ""
     for line in text.splitlines():
-        if line.startswith("exit="):
+        if line.startswith("log "):
+            try:
+                log_tail = base64.b64decode(line[4:].strip(), validate=True).decode("utf-8", "replace")
+            except ValueError:
+                log_tail = ""
+        elif line.startswith("exit="):
             try:
                 exit_code = int(line[5:].strip())
             except ValueError:
@@ -156,4 +205,50 @@ def parse_status(text: str) -> JobStatusFile:
                 continue  # damaged: the output is downloaded instead
             last = outputs[-1]
             outputs[-1] = OutputRecord(last.size, last.sha256, last.path, data)
-    return JobStatusFile(exit_code, outputs)
+    return JobStatusFile(exit_code, outputs, log_tail)
+
+
+def wrapped_outputs(name: str, outputs: Sequence[StorageIO]) -> list[StorageIO]:
+    """A wrapped service's ``output`` entries as deployed: prefix/suffix lists that still pass its jobs' files.
+
+    faas-supervisor matches the path relative to ``$TMP_OUTPUT_DIR`` (``<job>/<file>`` for a wrapped job),
+    so a prefix would drop every file of a job and a suffix its status file. The wrapper applies the
+    service's filters itself inside the job's folder; the deployed lists add the job folders' prefix
+    (``<service>-``; OSCAR's own names cut the service to 16 characters from 25) and the wrapper's files.
+    """
+    deployed = []
+    for entry in outputs:
+        prefix = [*entry.prefix, f"{name}-", f"{name[:16]}-"] if entry.prefix else []
+        suffix = [*entry.suffix, *RESERVED_FILES] if entry.suffix else []
+        deployed.append(entry.model_copy(update={"prefix": list(dict.fromkeys(prefix)), "suffix": suffix}))
+    return deployed
+
+
+_B64_LINE = re.compile(r"^[A-Za-z0-9+/]{76,}={0,2}$")
+_CAUSES = (
+    ("OOMKilled", "out of memory (OOMKilled): raise the service's memory, or write smaller outputs"),
+    ("argument list too long", "the job's body did not fit the pod's EVENT variable (128 KiB)"),
+    ("ImagePullBackOff", "the service's image could not be pulled"),
+    ("ErrImagePull", "the service's image could not be pulled"),
+)
+
+
+def explain_job_log(text: str, lines: int = 20) -> tuple[str | None, str]:
+    """(the known cause, the last meaningful lines) of a job's log as OSCAR returns it.
+
+    A job's log is faas-supervisor's: its own lines, the script's output only at ``DEBUG``, and, after the
+    uploads, the base64 of the job's outputs (its response). Base64 lines are summarised, so a failure
+    report shows what happened rather than encoded outputs.
+    """
+    kept: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if _B64_LINE.match(stripped):
+            kept.append(f"[{len(stripped)} characters of base64: the supervisor's response, the job's outputs]")
+        elif stripped:
+            kept.append(line.rstrip())
+    cause = next((why for marker, why in _CAUSES if marker in text), None)
+    if cause is None:
+        errors = [line for line in kept if " - ERROR - " in line or line.startswith(("Traceback", "binascii."))]
+        cause = errors[-1].split(" - ERROR - ")[-1] if errors else None
+    return cause, "\n".join(kept[-lines:])

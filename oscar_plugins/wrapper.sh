@@ -1,32 +1,106 @@
 #!/bin/sh
-# oscar-plugins wrapper v1
+# oscar-plugins wrapper v2
 # Installed by oscar-plugins around a service's script. OSCAR ignores a script's exit code; this
-# wrapper records it, keeps each job's outputs under its own folder, and fetches staged inputs.
-# The user's script is embedded below unchanged and run with /bin/sh.
+# wrapper records it with the script's own output, keeps each job's outputs under its own folder,
+# fetches staged inputs, and uploads outputs itself when the job carries an upload policy (so they never
+# pass through faas-supervisor's in-memory response). The user's script is embedded below unchanged.
 op_work=$(mktemp -d 2>/dev/null || { mkdir -p "/tmp/op.$$" && echo "/tmp/op.$$"; })
 cat > "$op_work/user.sh" <<'__OSCAR_PLUGINS_USER_SCRIPT_END__'
 @@USER_SCRIPT@@
 __OSCAR_PLUGINS_USER_SCRIPT_END__
+# The service's output filters (one per line), applied to paths inside the job's folder.
+cat > "$op_work/prefix" <<'__OSCAR_PLUGINS_PREFIX_END__'
+@@PREFIXES@@
+__OSCAR_PLUGINS_PREFIX_END__
+cat > "$op_work/suffix" <<'__OSCAR_PLUGINS_SUFFIX_END__'
+@@SUFFIXES@@
+__OSCAR_PLUGINS_SUFFIX_END__
 op_out="${TMP_OUTPUT_DIR:-$op_work/out}"
 if [ -n "${JOB_UUID:-}" ]; then op_job_out="$op_out/$JOB_UUID"; else op_job_out="$op_out"; fi
 mkdir -p "$op_job_out"
+op_k=""
+op_curl_retry="--retry 5"
+if command -v curl >/dev/null 2>&1 && curl --help all 2>/dev/null | grep -q -- --retry-all-errors; then
+  op_curl_retry="--retry 5 --retry-all-errors"
+fi
 
 op_fetch() { # url dest
-  if command -v curl >/dev/null 2>&1; then curl -fsS --retry 5 --retry-all-errors -o "$2" "$1"
-  elif command -v wget >/dev/null 2>&1; then wget -q -O "$2" "$1"
+  if command -v curl >/dev/null 2>&1; then curl -fsS $op_k $op_curl_retry -o "$2" "$1"
+  elif command -v wget >/dev/null 2>&1; then wget -q ${op_k:+--no-check-certificate} -O "$2" "$1"
   elif command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import shutil,sys,urllib.request as u; shutil.copyfileobj(u.urlopen(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"
+    python3 -c 'import shutil,ssl,sys,urllib.request as u
+c=ssl._create_unverified_context() if sys.argv[3] else None
+shutil.copyfileobj(u.urlopen(sys.argv[1],context=c),open(sys.argv[2],"wb"))' "$1" "$2" "$op_k"
   else echo "oscar-plugins: no curl, wget or python3 in the image to fetch staged inputs" >&2; return 127; fi
 }
 
+op_post() { # file key: one browser-based (POST policy) upload
+  op_f="$1"; op_key="$2"
+  if command -v curl >/dev/null 2>&1; then
+    set --
+    while IFS= read -r op_kv; do [ -n "$op_kv" ] && set -- "$@" --form-string "$op_kv"; done < "$op_work/fields"
+    rm -f "$op_work/up"; ln -s "$op_f" "$op_work/up" 2>/dev/null || cp "$op_f" "$op_work/up"
+    op_code=$(curl -sS $op_k $op_curl_retry --connect-timeout 30 -o "$op_work/answer" -w '%{http_code}' "$@" \
+      --form-string "key=$op_key" -F "file=@$op_work/up;filename=up" "$op_up_url") || return 1
+    case "$op_code" in 2??) return 0 ;; *) cat "$op_work/answer" >&2; return 1 ;; esac
+  elif command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import http.client,os,ssl,sys,urllib.parse,uuid
+url,key,path,fields,insecure=sys.argv[1:6]
+pairs=[l.rstrip("\n").split("=",1) for l in open(fields) if "=" in l]+[["key",key]]
+b=uuid.uuid4().hex
+head="".join("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n"%(b,k,v) for k,v in pairs)
+head=(head+"--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"up\"\r\nContent-Type: application/octet-stream\r\n\r\n"%b).encode()
+tail=("\r\n--%s--\r\n"%b).encode()
+u=urllib.parse.urlsplit(url)
+if u.scheme=="https":
+  c=http.client.HTTPSConnection(u.hostname,u.port,timeout=600,context=ssl._create_unverified_context() if insecure else None)
+else:
+  c=http.client.HTTPConnection(u.hostname,u.port,timeout=600)
+c.putrequest("POST",u.path or "/")
+c.putheader("Content-Type","multipart/form-data; boundary="+b)
+c.putheader("Content-Length",str(len(head)+os.path.getsize(path)+len(tail)))
+c.endheaders();c.send(head)
+with open(path,"rb") as f:
+  while True:
+    d=f.read(1<<20)
+    if not d: break
+    c.send(d)
+c.send(tail);r=c.getresponse();body=r.read()
+sys.exit(0 if 200<=r.status<300 else (sys.stderr.write(body.decode("utf-8","replace")) or 1))' \
+      "$op_up_url" "$op_key" "$op_f" "$op_work/fields" "$op_k"
+  else return 127; fi
+}
+
+op_has_prefix() { # path: passes the prefix filters (none = all)
+  op_n=0
+  while IFS= read -r op_p; do
+    [ -n "$op_p" ] || continue; op_n=1
+    case "$1" in "$op_p"*) return 0 ;; esac
+  done < "$op_work/prefix"
+  [ "$op_n" -eq 0 ]
+}
+
+op_has_suffix() { # path: passes the suffix filters (none = all)
+  op_n=0
+  while IFS= read -r op_p; do
+    [ -n "$op_p" ] || continue; op_n=1
+    case "$1" in *"$op_p") return 0 ;; esac
+  done < "$op_work/suffix"
+  [ "$op_n" -eq 0 ]
+}
+
 op_status=0
+op_up_url=""
 if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
    [ "$(head -c 26 "$INPUT_FILE_PATH" 2>/dev/null)" = "#oscar-plugins-manifest v1" ]; then
   op_in="${TMP_INPUT_DIR:-$op_work}/oscar-inputs"
   mkdir -p "$op_in"
   op_first=""
-  while IFS=' ' read -r op_kind op_a op_b; do
+  while IFS=' ' read -r op_kind op_a op_b op_c; do
     case "$op_kind" in
+      insecure) op_k="-k" ;;
+      upload) op_up_url="$op_a"; op_up_prefix="$op_b"
+              printf '%s' "$op_c" | base64 -d > "$op_work/fields" 2>/dev/null || op_up_url="" ;;
       url) op_fetch "$op_b" "$op_in/$op_a" || { echo "oscar-plugins: could not fetch input $op_a" >&2; op_status=1; } ;;
       data) printf '%s' "$op_b" | base64 -d > "$op_in/$op_a" || op_status=1 ;;
       empty) : > "$op_in/$op_a" ;;
@@ -40,20 +114,38 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
   export INPUT_FILE_PATH
 fi
 
+# The script's output goes to the job's log as it comes, and to a file the client reads back.
 if [ "$op_status" -eq 0 ]; then
-  TMP_OUTPUT_DIR="$op_job_out" /bin/sh "$op_work/user.sh"
-  op_rc=$?
+  if command -v tee >/dev/null 2>&1; then
+    { TMP_OUTPUT_DIR="$op_job_out" /bin/sh "$op_work/user.sh"; echo "$?" > "$op_work/rc"; } 2>&1 | tee "$op_work/log"
+  else
+    TMP_OUTPUT_DIR="$op_job_out" /bin/sh "$op_work/user.sh" > "$op_work/log" 2>&1
+    echo "$?" > "$op_work/rc"
+    cat "$op_work/log"
+  fi
+  op_rc=$(cat "$op_work/rc" 2>/dev/null)
+  op_rc=${op_rc:-137}
 else
   op_rc=86
 fi
 echo "oscar-plugins: script exited with code $op_rc"
 
 if [ -n "${JOB_UUID:-}" ]; then
+  # The service's prefix/suffix filters, as OSCAR would apply them to an unwrapped job's outputs.
+  (cd "$op_job_out" && find . -type f | while IFS= read -r f; do
+     f=${f#./}
+     { op_has_prefix "$f" && op_has_suffix "$f"; } || rm -f "$f"
+   done)
+  tail -c 8388608 "$op_work/log" > "$op_job_out/.oscar-plugins-log" 2>/dev/null
   {
     echo "exit=$op_rc"
+    # The end of the script's own output, for failure reports.
+    op_tail=$(tail -c 16384 "$op_work/log" 2>/dev/null | base64 2>/dev/null | tr -d '\n')
+    [ -n "$op_tail" ] && printf 'log %s\n' "$op_tail"
     # Small outputs also ride inline (base64) so a client collects such a job with one GET.
     # (Few processes per file: a job's own cost matters when thousands of them are short.)
-    (cd "$op_job_out" && op_inline=0 && find . -type f ! -name .oscar-plugins-status | while IFS= read -r f; do
+    (cd "$op_job_out" && op_inline=0 && find . -type f ! -name .oscar-plugins-status ! -name .oscar-plugins-log | \
+     while IFS= read -r f; do
        f=${f#./}
        if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$f"); s=${s%% *}; else s=-; fi
        n=$(wc -c < "$f"); n=$((n + 0))
@@ -65,7 +157,26 @@ if [ -n "${JOB_UUID:-}" ]; then
        fi
      done)
   } > "$op_work/status"
-  mv "$op_work/status" "$op_job_out/.oscar-plugins-status"
+  # Upload the outputs here, status last, when the job brought a policy; else faas-supervisor uploads them
+  # (and then also holds them in memory for its response: keep them well under the memory limit).
+  op_sent=0
+  if [ -n "$op_up_url" ]; then
+    op_sent=1
+    (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
+    while IFS= read -r f; do
+      f=${f#./}
+      op_post "$op_job_out/$f" "$op_up_prefix$JOB_UUID/$f" || { op_sent=0; break; }
+    done < "$op_work/files"
+    if [ "$op_sent" -eq 1 ]; then
+      op_post "$op_work/status" "$op_up_prefix$JOB_UUID/.oscar-plugins-status" || op_sent=0
+    fi
+    [ "$op_sent" -eq 1 ] || echo "oscar-plugins: direct upload failed; leaving the outputs to the supervisor" >&2
+  fi
+  if [ "$op_sent" -eq 1 ]; then
+    rm -rf "$op_job_out"
+  else
+    mv "$op_work/status" "$op_job_out/.oscar-plugins-status"
+  fi
 elif [ "$op_rc" -ne 0 ]; then
   # Synchronous run: drop outputs so the response body is the log, which carries the exit code.
   rm -rf "$op_job_out"/* "$op_job_out"/.[!.]* 2>/dev/null

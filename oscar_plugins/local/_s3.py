@@ -26,17 +26,19 @@ import queue
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote
 
 from oscar_plugins.local._s3persist import DiskMirror
-from oscar_plugins.local._sigv4 import verify
+from oscar_plugins.local._sigv4 import SignatureProblem, verify, verify_post
 
 __all__ = ["main"]
 
@@ -250,6 +252,11 @@ class SigV4Middleware:
         self.app, self.access_key, self.secret_key = app, access_key, secret_key
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if _is_form_upload(environ):
+            problem = self._check_form(environ)
+            if problem is None:
+                return self.app(environ, start_response)  # type: ignore[no-any-return]
+            return _refuse(problem, environ, start_response)
         headers = {k[5:].replace("_", "-").lower(): str(v) for k, v in environ.items() if k.startswith("HTTP_")}
         for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(name):
@@ -266,13 +273,50 @@ class SigV4Middleware:
         )
         if problem is None:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{problem.code}</Code><Message>{problem.message}</Message></Error>"
-        ).encode()
-        status = "400 Bad Request" if "Malformed" in problem.code or "Parameters" in problem.code else "403 Forbidden"
-        start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+        return _refuse(problem, environ, start_response)
+
+    def _check_form(self, environ: dict[str, Any]) -> SignatureProblem | None:
+        """A browser-based upload (``POST /<bucket>``, multipart form): its policy decides. The body is
+        buffered (to disk when large) so that moto reads it again."""
+        from werkzeug.formparser import parse_form_data
+
+        remaining = int(environ.get("CONTENT_LENGTH") or 0)
+        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+        while remaining > 0:
+            chunk = environ["wsgi.input"].read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            spool.write(chunk)
+            remaining -= len(chunk)
+        spool.seek(0)
+        probe = {**environ, "wsgi.input": spool}
+        _, form, files = parse_form_data(probe)
+        size = 0
+        for upload in files.values():
+            upload.stream.seek(0, os.SEEK_END)
+            size = upload.stream.tell()
+        spool.seek(0)
+        environ["wsgi.input"] = spool
+        fields = {k.lower(): v for k, v in form.items()}
+        bucket = unquote(str(environ.get("PATH_INFO", "/")).strip("/"))
+        return verify_post(fields, bucket, size, self.access_key, self.secret_key)
+
+
+def _is_form_upload(environ: Mapping[str, Any]) -> bool:
+    path = str(environ.get("PATH_INFO", "/")).strip("/")
+    return (environ.get("REQUEST_METHOD") == "POST" and bool(path) and "/" not in path
+            and str(environ.get("CONTENT_TYPE", "")).startswith("multipart/form-data")
+            and not str(environ.get("QUERY_STRING", "")))
+
+
+def _refuse(problem: SignatureProblem, environ: Mapping[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{problem.code}</Code><Message>{problem.message}</Message></Error>"
+    ).encode()
+    status = "400 Bad Request" if "Malformed" in problem.code or "Parameters" in problem.code else "403 Forbidden"
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
 def _serve(args: argparse.Namespace, config: dict[str, str]) -> None:

@@ -8,17 +8,20 @@ Header-signed requests and presigned (query-signed) URLs are supported; Signatur
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
-from .._sigv4 import ALGORITHM, EMPTY_SHA256, canonical_query, canonical_uris
+from .._sigv4 import ALGORITHM, EMPTY_SHA256, canonical_query, canonical_uris, policy_signature
 from .._sigv4 import signature as _signature
 
-__all__ = ["SignatureProblem", "canonical_query", "canonical_uris", "verify"]
+__all__ = ["SignatureProblem", "canonical_query", "canonical_uris", "verify", "verify_post"]
 
 _MAX_SKEW = timedelta(minutes=15)
 _AUTH_RE = re.compile(
@@ -112,3 +115,66 @@ def verify(
         "The request signature we calculated does not match the signature you provided. Check your key and "
         "signing method.",
     )
+
+
+def _condition_problem(condition: object, fields: Mapping[str, str], bucket: str, size: int) -> str | None:
+    if isinstance(condition, dict):
+        for name, wanted in condition.items():
+            given = bucket if name == "bucket" else fields.get(str(name).lower(), "")
+            if given != wanted:
+                return f"Policy Condition failed: [\"eq\", \"${name}\", \"{wanted}\"]"
+        return None
+    if isinstance(condition, list) and len(condition) == 3:
+        op, name, value = condition
+        if op == "starts-with":
+            field = str(name).lstrip("$").lower()
+            if not fields.get(field, "").startswith(str(value)):
+                return f"Policy Condition failed: [\"starts-with\", \"{name}\", \"{value}\"]"
+            return None
+        if op == "content-length-range":
+            if not int(name) <= size <= int(value):
+                return "Your proposed upload exceeds the maximum allowed size"
+            return None
+        if op == "eq":
+            field = str(name).lstrip("$").lower()
+            if fields.get(field, bucket if field == "bucket" else "") != value:
+                return f"Policy Condition failed: [\"eq\", \"{name}\", \"{value}\"]"
+            return None
+    return "Invalid Policy: malformed condition"
+
+
+def verify_post(fields: Mapping[str, str], bucket: str, size: int, access_key: str, secret_key: str,
+                now: datetime | None = None) -> SignatureProblem | None:
+    """Check a browser-based (POST policy) upload, as S3 and MinIO do; return None when it is allowed.
+
+    Args:
+        fields: the form fields (lowercase names) other than the file.
+        bucket: the bucket of the request path.
+        size: the file's size in bytes.
+    """
+    now = now or datetime.now(timezone.utc)
+    if fields.get("x-amz-algorithm") != ALGORITHM:
+        return SignatureProblem("InvalidRequest", "only AWS4-HMAC-SHA256 POST policies are supported")
+    encoded, credential = fields.get("policy", ""), fields.get("x-amz-credential", "")
+    scope = credential.split("/")
+    if len(scope) != 5 or scope[-1] != "aws4_request":
+        return SignatureProblem("AuthorizationQueryParametersError", "the credential scope is malformed")
+    if not hmac.compare_digest(scope[0], access_key):
+        return SignatureProblem("InvalidAccessKeyId", "The Access Key Id you provided does not exist in our records.")
+    expected = policy_signature(secret_key, scope[1], scope[2], encoded)
+    if not hmac.compare_digest(expected, fields.get("x-amz-signature", "")):
+        return SignatureProblem("SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                                "signature you provided. Check your key and signing method.")
+    try:
+        policy = json.loads(base64.b64decode(encoded, validate=True))
+        expiration = datetime.strptime(policy["expiration"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        conditions = list(policy["conditions"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        return SignatureProblem("MalformedPOSTRequest", "Invalid Policy: the policy is not a base64 JSON document")
+    if now > expiration:
+        return SignatureProblem("AccessDenied", "Invalid according to Policy: Policy expired.")
+    for condition in conditions:
+        problem = _condition_problem(condition, fields, bucket, size)
+        if problem:
+            return SignatureProblem("AccessDenied", problem)
+    return None

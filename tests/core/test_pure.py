@@ -53,10 +53,15 @@ def test_job_names_valid_and_newest_first():
     assert newer < older  # the job list (name order) shows the newest jobs first
 
 
-def test_free_capacity_both_shapes():
-    nested = {"cluster": {"metrics": {"cpu": {"total_free_cores": 6}, "memory": {"total_free_bytes": 10}}}}
-    assert free_capacity(nested) == (6.0, 10)
+def test_free_capacity_every_shape():
+    # status.go: *_cores figures are millicores (Quantity.MilliValue()) in every shape
+    v3 = {"cluster": {"metrics": {"cpu": {"total_free_cores": 6000}, "memory": {"total_free_bytes": 10}}}}
+    assert free_capacity(v3) == (6.0, 10)
+    v4 = {"cluster": {"metrics": {"cpu": {"total_free_cores": 6000, "total_schedulable_cores": 1500},
+                                  "memory": {"total_free_bytes": 10, "total_schedulable_bytes": 7}}}}
+    assert free_capacity(v4) == (1.5, 7)  # what Kubernetes schedules by: allocatable minus requests
     assert free_capacity({"cpuFreeTotal": 2500, "memoryFreeTotal": 42}) == (2.5, 42)
+    assert free_capacity({"cluster": {"nodes_count": 0, "metrics": None, "nodes": None}}) == (0.0, 0)
 
 
 def test_error_mapping_and_redaction():
