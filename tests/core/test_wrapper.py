@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from oscar_plugins._fdl import StorageIO
 from oscar_plugins._wrapper import (
+    LOG_FILE,
     MANIFEST_HEADER,
     STATUS_FILE,
     Manifest,
@@ -17,7 +20,9 @@ from oscar_plugins._wrapper import (
     parse_status,
     unwrap_script,
     wrap_script,
+    wrapped_outputs,
 )
+from oscar_plugins.local._supervisor import passes_filters
 
 USER_SCRIPT = """\
 set -e
@@ -134,3 +139,69 @@ def test_non_manifest_input_passes_through(tmp_path):
     _proc, out = _run(tmp_path, wrap_script('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/same"'),
                      base64.b64decode(base64.b64encode(b"raw bytes")), "job-r")
     assert (out / "job-r" / "same").read_bytes() == b"raw bytes"
+
+
+def test_script_output_and_exit_code_are_kept_for_the_client(tmp_path):
+    script = 'echo "line one"; echo "to stderr" >&2; exit 4'
+    proc, out = _run(tmp_path, wrap_script(script), b"x", "job-l")
+    status = parse_status((out / "job-l" / STATUS_FILE).read_text())
+    assert status.exit_code == 4 and status.log_tail == "line one\nto stderr\n"
+    assert (out / "job-l" / LOG_FILE).read_text() == "line one\nto stderr\n"
+    assert "line one" in proc.stdout  # still streamed to the job's log (faas-supervisor logs it at DEBUG)
+    assert [r.path for r in status.outputs] == []  # the wrapper's own files are not outputs
+
+
+def test_service_filters_apply_inside_the_job_folder(tmp_path):
+    # faas-supervisor matches prefix/suffix against the path relative to $TMP_OUTPUT_DIR (<job>/<file>);
+    # the wrapper applies the service's filters to the path inside the job's folder instead.
+    script = ('for f in res_a.png res_b.txt other.png; do echo x > "$TMP_OUTPUT_DIR/$f"; done; '
+              'mkdir -p "$TMP_OUTPUT_DIR/res_dir"; echo y > "$TMP_OUTPUT_DIR/res_dir/in.png"')
+    _proc, out = _run(tmp_path, wrap_script(script, prefixes=["res_"], suffixes=[".png"]), b"x", "svc-f1")
+    kept = sorted(p.relative_to(out / "svc-f1").as_posix() for p in (out / "svc-f1").rglob("*") if p.is_file())
+    assert kept == sorted([LOG_FILE, STATUS_FILE, "res_a.png", "res_dir/in.png"])
+    deployed = wrapped_outputs("svc", [StorageIO(path="b/out", prefix=["res_"], suffix=[".png"]), StorageIO(path="b/x")])
+    assert deployed[0].prefix == ["res_", "svc-"] and deployed[0].suffix == [".png", STATUS_FILE, LOG_FILE]
+    assert deployed[1].prefix == [] and deployed[1].suffix == []
+    for rel in ("svc-f1/res_a.png", f"svc-f1/{STATUS_FILE}", f"svc-f1/{LOG_FILE}"):
+        assert passes_filters(rel, deployed[0].prefix, deployed[0].suffix)
+
+
+def _policy_manifest(cluster, bucket: str) -> tuple[Manifest, object]:
+    from oscar_plugins._storage import Storage
+
+    storage = Storage(cluster.s3_endpoint, cluster.s3_access_key, cluster.s3_secret_key, verify=False)
+    storage.client.create_bucket(Bucket=bucket)
+    policy = storage.presign_post(bucket, "out/")
+    manifest = Manifest()
+    manifest.add_upload(policy.url, policy.prefix, policy.fields)
+    manifest.add_data("in.txt", b"payload")
+    return manifest, storage
+
+
+@pytest.mark.parametrize("tool", ["curl", "python3"])
+def test_outputs_upload_directly_and_leave_nothing_to_the_supervisor(tmp_path, local_cluster, tool):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sh", "cat", "head", "mkdir", "mktemp", "rm", "tail", "base64", "tr", "find", "wc", "sha256sum",
+                 "printf", "tee", "ln", "cp", "mv", "grep", tool):
+        target = sys.executable if name == "python3" else __import__("shutil").which(name)
+        if target:
+            (bin_dir / name).symlink_to(target)
+    manifest, storage = _policy_manifest(local_cluster, f"direct-{tool}")
+    script = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"; mkdir "$TMP_OUTPUT_DIR/d"; echo z > "$TMP_OUTPUT_DIR/d/z"'
+    proc, out = _run(tmp_path, wrap_script(script), manifest.render(), "job-up", {"PATH": str(bin_dir)})
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "job-up").exists()  # nothing for faas-supervisor to upload or to hold in its response
+    status = parse_status(storage.get_bytes(f"direct-{tool}", f"out/job-up/{STATUS_FILE}").decode())
+    assert sorted(r.path for r in status.outputs) == ["copy.txt", "d/z"] and status.exit_code == 0
+    assert storage.get_bytes(f"direct-{tool}", "out/job-up/copy.txt") == b"payload"
+    assert storage.get_bytes(f"direct-{tool}", f"out/job-up/{LOG_FILE}") == b""
+
+
+def test_a_refused_upload_leaves_the_outputs_to_the_supervisor(tmp_path, local_cluster):
+    manifest, _storage = _policy_manifest(local_cluster, "direct-refused")
+    line = next(i for i, text in enumerate(manifest.lines) if text.startswith("upload "))
+    manifest.lines[line] = manifest.lines[line].replace(" out/ ", " elsewhere/ ")  # outside the policy's prefix
+    proc, out = _run(tmp_path, wrap_script('echo a > "$TMP_OUTPUT_DIR/a.txt"'), manifest.render(), "job-fb")
+    assert proc.returncode == 0 and "direct upload failed" in proc.stderr
+    assert (out / "job-fb" / "a.txt").read_text() == "a\n" and (out / "job-fb" / STATUS_FILE).is_file()
