@@ -6,6 +6,8 @@ Two components, usable from Python or from a Hydra YAML pipeline run by ``itwina
   the script's output files come back as tensors, arrays, JSON values or paths.
 * :class:`OscarOffload` - an existing itwinai component runs, unchanged, on an OSCAR service that has
   itwinai installed ("inference step on the cluster").
+* :func:`offloaded` - the same as a Hydra target that wraps a step of a config you do not edit (override
+  the step's ``_target_``, keep its keys).
 
 Example::
 
@@ -29,17 +31,19 @@ from oscar_plugins._lazy import lazy_exports
 _EXPORTS = {
     "OscarStep": "._step",
     "OscarOffload": "._offload",
+    "offloaded": "._offload",
     "StepError": "._errors",
     "StepConfigError": "._errors",
     "StepFailed": "._errors",
     "ItwinaiNotInstalled": "._errors",
 }
 
-__all__ = ["ItwinaiNotInstalled", "OscarOffload", "OscarStep", "StepConfigError", "StepError", "StepFailed"]
+__all__ = ["ItwinaiNotInstalled", "OscarOffload", "OscarStep", "StepConfigError", "StepError", "StepFailed",
+           "offloaded"]
 
 if TYPE_CHECKING:
     from ._errors import ItwinaiNotInstalled, StepConfigError, StepError, StepFailed
-    from ._offload import OscarOffload
+    from ._offload import OscarOffload, offloaded
     from ._step import OscarStep
 
 

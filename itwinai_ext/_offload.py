@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import tarfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from ._errors import StepConfigError, StepError
 from ._service import plain, resolve_service
 from ._transport import StepTransport, choose_mode
 
-__all__ = ["DEFAULT_IMAGE", "OscarOffload"]
+__all__ = ["DEFAULT_IMAGE", "OscarOffload", "offloaded"]
 
 #: interTwin's itwinai image with PyTorch (a use case's image is usually built FROM it).
 DEFAULT_IMAGE = "ghcr.io/intertwin-eu/itwinai:torch-slim-latest"
@@ -40,21 +43,70 @@ def component_config(component: Any, step: str) -> dict[str, Any]:
                           f"not {type(component).__name__}")
 
 
-def _replace_paths(value: Any, names: Mapping[str, str]) -> Any:
-    """Strings naming a shipped file (as given, or resolved) become ``oscar-input://<name>``."""
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a long text that is no file name
+        return False
+
+
+def _replace_paths(value: Any, names: Mapping[str, str], folders: Mapping[Path, str]) -> Any:
+    """Strings naming a shipped file or folder (as given, or resolved) become ``oscar-input://<name>``;
+    those naming an existing path inside a shipped folder, ``oscar-input://<folder>/<relative path>``."""
     if isinstance(value, str):
         if value in names:
             return remote.INPUT_MARKER + names[value]
         try:
-            key = str(Path(value).expanduser().resolve()) if value else ""
+            resolved = Path(value).expanduser().resolve() if value else None
         except (OSError, ValueError, RuntimeError):
             return value
-        return remote.INPUT_MARKER + names[key] if key in names else value
+        if resolved is None:
+            return value
+        if str(resolved) in names:
+            return remote.INPUT_MARKER + names[str(resolved)]
+        for folder, name in folders.items():
+            if resolved.is_relative_to(folder) and _exists(resolved):
+                return f"{remote.INPUT_MARKER}{name}/{resolved.relative_to(folder).as_posix()}"
+        return value
     if isinstance(value, list):
-        return [_replace_paths(v, names) for v in value]
+        return [_replace_paths(v, names, folders) for v in value]
     if isinstance(value, dict):
-        return {k: _replace_paths(v, names) for k, v in value.items()}
+        return {k: _replace_paths(v, names, folders) for k, v in value.items()}
     return value
+
+
+@dataclass(frozen=True)
+class _Shipped:
+    entry: str  # as written in ``files``
+    path: Path
+    name: str  # under this name in the service's inputs folder
+    folder: bool
+
+
+def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def pack_folder(source: Path, archive: Path) -> None:
+    """A tar of the regular files and folders under ``source`` (symbolic links followed, other special files
+    left out), in a stable order, so an unchanged folder gives the same archive (the cluster then reuses
+    the copy it staged before)."""
+    seen: set[str] = set()
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT, dereference=True) as tar:
+        for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # a link back up the tree: stop there
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames.sort()
+            base = Path(dirpath)
+            for name in [*dirnames, *sorted(filenames)]:
+                path = base / name
+                if path.is_dir() or path.is_file():
+                    tar.add(path, arcname=path.relative_to(source).as_posix(), recursive=False, filter=_normalised)
 
 
 class OscarOffload(OscarComponentBase):
@@ -76,9 +128,11 @@ class OscarOffload(OscarComponentBase):
             any, runs before the runner, e.g. to activate an environment) or the name of a service
             already deployed by this class. Default: ``itwinai-runner`` with :data:`DEFAULT_IMAGE`.
         cluster, mode, timeout, env, output_dir, sync_limit_mb, name: as for :class:`OscarStep`.
-        files: local files the component needs on the cluster (checkpoints, its own ``.py`` modules).
-            They arrive under their own names in a folder put on ``sys.path``, and every string of the
-            component's config equal to one of these paths is replaced by the file's remote path.
+        files: local files and folders the component needs on the cluster (checkpoints, data folders,
+            its own ``.py`` modules). They arrive under their own names in a folder put on ``sys.path``
+            (a folder travels as one archive, unpacked there), and every string of the component's config
+            equal to one of these paths (as written, or resolved) is replaced by its path on the cluster;
+            so is a string naming an existing path inside a shipped folder.
         python: the Python interpreter (and options) in the service's image.
         allow_pickle: accept results that can only travel pickled (unpickling runs code chosen by the
             service: enable it only for services you trust).
@@ -142,16 +196,22 @@ class OscarOffload(OscarComponentBase):
         """As :meth:`BaseComponent.to_dict`, plus ``_recursive_: false`` so Hydra keeps the component a config."""
         return {**super().to_dict(), "_recursive_": False}
 
-    def _shipped(self) -> dict[str, Path]:
-        shipped: dict[str, Path] = {}
+    def _shipped(self) -> list[_Shipped]:
+        shipped: list[_Shipped] = []
+        taken: set[str] = set()
         for entry in self.files:
             path = Path(entry).expanduser()
-            if not path.is_file():
-                raise StepConfigError(self.name, f"{entry!r} in files is not a file (relative paths are resolved "
-                                      f"from {Path.cwd()})")
-            if path.name in shipped or path.name == remote.CALL_FILE or path.name.startswith("oi-in-"):
-                raise StepConfigError(self.name, f"two files would arrive as {path.name!r}: rename one")
-            shipped[path.name] = path
+            folder = path.is_dir()
+            if not folder and not path.is_file():
+                raise StepConfigError(self.name, f"{entry!r} in files is neither a file nor a folder (relative "
+                                      f"paths are resolved from {Path.cwd()})")
+            name = path.resolve().name if folder else path.name
+            travels = [name, name + remote.DIR_ARCHIVE_SUFFIX] if folder else [name]
+            if (taken.intersection(travels) or name == remote.CALL_FILE or name.startswith("oi-in-")
+                    or name.endswith(remote.DIR_ARCHIVE_SUFFIX)):
+                raise StepConfigError(self.name, f"two entries of files would arrive as {name!r}: rename one")
+            taken.update(travels)
+            shipped.append(_Shipped(entry, path, name, folder))
         return shipped
 
     @monitor_exec
@@ -161,18 +221,31 @@ class OscarOffload(OscarComponentBase):
         indir = work / "in"
         indir.mkdir()
         shipped = self._shipped()
-        names = {entry: p.name for entry, p in zip(self.files, shipped.values(), strict=True)}
-        names.update({str(p.resolve()): p.name for p in shipped.values()})
+        names = {item.entry: item.name for item in shipped}
+        names.update({str(item.path.resolve()): item.name for item in shipped})
+        folders = {item.path.resolve(): item.name for item in shipped if item.folder}
+        sent: list[Path] = []
+        archives: dict[str, str] = {}
+        for item in shipped:
+            if item.folder:
+                archive = indir / (item.name + remote.DIR_ARCHIVE_SUFFIX)
+                pack_folder(item.path, archive)
+                archives[archive.name] = item.name
+                sent.append(archive)
+            else:
+                sent.append(item.path)
         encoder = remote.Encoder(indir, "oi-in-")
         try:
             args_node = encoder.encode(tuple(args))
         except Exception as exc:
             raise StepConfigError(self.name, f"its inputs cannot be sent ({type(exc).__name__}: {exc})") from None
-        call = {"format": remote.FORMAT, "step": self.name, "args": args_node,
-                "component": _replace_paths(self.component_config, names)}
+        call: dict[str, Any] = {"format": remote.FORMAT_DIRS if archives else remote.FORMAT, "step": self.name,
+                                "args": args_node, "component": _replace_paths(self.component_config, names, folders)}
+        if archives:
+            call["dirs"] = archives
         call_file = indir / remote.CALL_FILE
         call_file.write_text(json.dumps(call), encoding="utf-8")
-        inputs = [call_file, *encoder.files, *shipped.values()]
+        inputs = [call_file, *encoder.files, *sent]
         size = sum(p.stat().st_size for p in inputs)
         mode = choose_mode(self.mode, input_bytes=size, n_inputs=len(inputs), timeout=self.timeout,
                            sync_limit_mb=self.sync_limit_mb, step=self.name)
@@ -195,3 +268,65 @@ class OscarOffload(OscarComponentBase):
 
 
 OscarOffload.__module__ = "oscar_plugins.itwinai"  # its public path, also in to_dict()'s _target_
+
+#: The keys ``offloaded`` takes under ``oscar:`` besides ``target``: OscarOffload's arguments.
+OFFLOAD_KEYS = ("service", "cluster", "mode", "timeout", "files", "python", "env", "allow_pickle", "output_dir",
+                "sync_limit_mb", "name")
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _built_object(value: Any) -> Any:
+    """The first value in ``value`` that is no plain config value (a built object), or None."""
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, list):
+        return next((found for v in value if (found := _built_object(v)) is not None), None)
+    if isinstance(value, dict):
+        return next((found for v in value.values() if (found := _built_object(v)) is not None), None)
+    return value
+
+
+def offloaded(oscar: Mapping[str, Any] | None = None, **component: Any) -> OscarOffload:
+    """Hydra target that offloads the pipeline step it replaces, keeping the step's own keys as they are.
+
+    For wrapping a step of a config you do not edit: override the step's ``_target_`` with this function,
+    set ``_recursive_: false``, and add an ``oscar:`` mapping with the step's original ``_target_`` as
+    ``target`` plus :class:`OscarOffload`'s arguments (``service``, ``files``, ``env``, ...). Every
+    other key of the step is the component's config, unchanged::
+
+        inference_step:                        # in a config whose defaults list loads the unchanged one
+          _target_: oscar_plugins.itwinai.offloaded
+          _recursive_: false
+          oscar: {target: trainer.Lightning3DGANPredictor, files: [trainer.py, model.py]}
+
+    The same as Hydra overrides: ``inference_pipeline.steps.inference_step._target_=oscar_plugins.itwinai.offloaded
+    +inference_pipeline.steps.inference_step._recursive_=false
+    +inference_pipeline.steps.inference_step.oscar.target=trainer.Lightning3DGANPredictor ...``.
+    """
+    given = plain(oscar) if oscar is not None else {}
+    if not isinstance(given, Mapping):
+        raise StepConfigError("offloaded step", f"oscar must be a mapping (target, service, files, ...), not "
+                              f"{type(given).__name__}")
+    settings = dict(given)
+    step = str(settings.get("name") or "offloaded step")
+    target = settings.pop("target", None)
+    if not isinstance(target, str) or not target:
+        raise StepConfigError(step, "oscar.target must name the component this step runs (the step's original "
+                              "_target_, e.g. trainer.Lightning3DGANPredictor)")
+    unknown = sorted(set(settings) - set(OFFLOAD_KEYS))
+    if unknown:
+        raise StepConfigError(step, f"unknown key(s) under oscar: {', '.join(unknown)} (known: target, "
+                              f"{', '.join(OFFLOAD_KEYS)})")
+    config: dict[str, Any] = {"_target_": target}
+    for key, value in component.items():
+        value = plain(value)
+        built = _built_object(value)
+        if built is not None:
+            raise StepConfigError(step, f"the component's {key!r} reached this step as a built "
+                                  f"{type(built).__name__}, not as its config: add '_recursive_: false' to the "
+                                  "step, so that its config is built on the cluster and not here")
+        config[key] = value
+    return OscarOffload(config, **settings)
+
+
+offloaded.__module__ = "oscar_plugins.itwinai"  # Hydra checks that a target is what its dotted path names

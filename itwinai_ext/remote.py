@@ -22,6 +22,14 @@ node ``k``     Python value                                       file
 ``pickle``     anything else that pickles                         ``.pkl``
 =============  =================================================  ==========================
 
+A tensor that is a view into a larger storage (a row of a batch) travels as a compact copy of its own
+elements, not with the whole storage ``torch.save`` would write.
+
+The call file (``oscar-itwinai-call.json``) holds ``format``, ``step``, the ``component`` config and the
+``args`` node; format ``oscar-itwinai/1+dirs`` adds ``dirs``, ``{archive: folder}`` of shipped folders
+(tar archives among the inputs, unpacked next to them before the component is built). Strings
+``oscar-input://<name>[/<path inside a shipped folder>]`` in the config become local paths.
+
 Tensors load with ``torch.load(weights_only=True)`` and arrays with ``allow_pickle=False``: decoding
 them runs no code. ``pickle`` nodes are decoded only when the caller allows it, because unpickling
 data from elsewhere runs code chosen by whoever wrote it.
@@ -37,12 +45,18 @@ import os
 import pickle
 import shutil
 import sys
+import tarfile
 import time
 import traceback
 from pathlib import Path, PurePath
 from typing import Any
 
 FORMAT = "oscar-itwinai/1"
+#: A call that ships folders: older runners refuse it (asking for a redeploy) instead of ignoring them.
+FORMAT_DIRS = FORMAT + "+dirs"
+CALL_FORMATS = (FORMAT, FORMAT_DIRS)
+#: Suffix of the archive a shipped folder travels as.
+DIR_ARCHIVE_SUFFIX = ".oi-dir.tar"
 CALL_FILE = "oscar-itwinai-call.json"
 RESULT_FILE = "oscar-itwinai-result.json"
 INPUT_MARKER = "oscar-input://"
@@ -91,7 +105,11 @@ class Encoder:
         torch = _module(value, "torch")
         if torch is not None and isinstance(value, torch.Tensor):
             path = self._target(".pt")
-            torch.save(value.detach().cpu(), path)
+            tensor = value.detach().cpu()
+            storage = tensor.untyped_storage().nbytes() if tensor.layout == torch.strided else 0
+            if storage > tensor.nelement() * tensor.element_size():
+                tensor = tensor.clone()  # a view: torch.save would write the whole storage it points into
+            torch.save(tensor, path)
             return {"k": "tensor", "f": path.name}
         np = _module(value, "numpy")
         if np is not None and isinstance(value, np.ndarray) and value.dtype != object:
@@ -163,15 +181,48 @@ def _safe_name(name: str) -> str:
     return name
 
 
+def _safe_relative(path: str) -> str:
+    """``name`` or ``name/inside/a/folder``: relative, without ``.``/``..`` or empty parts."""
+    parts = path.split("/")
+    for part in parts:
+        _safe_name(part)
+    return "/".join(parts)
+
+
 def substitute_inputs(value: Any, inputs_dir: Path) -> Any:
-    """Replace ``oscar-input://<name>`` strings with paths under ``inputs_dir`` (recursively)."""
+    """Replace ``oscar-input://<name>[/<path>]`` strings with paths under ``inputs_dir`` (recursively)."""
     if isinstance(value, str) and value.startswith(INPUT_MARKER):
-        return str(inputs_dir / _safe_name(value[len(INPUT_MARKER):]))
+        return str(inputs_dir / _safe_relative(value[len(INPUT_MARKER):]))
     if isinstance(value, list):
         return [substitute_inputs(v, inputs_dir) for v in value]
     if isinstance(value, dict):
         return {k: substitute_inputs(v, inputs_dir) for k, v in value.items()}
     return value
+
+
+def unpack_dir(archive: Path, target: Path) -> None:
+    """Unpack a shipped folder's archive into ``target``: regular files and folders only, all inside it."""
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+        for member in members:
+            name = member.name
+            if not (member.isfile() or member.isdir()) or name.startswith("/") or name == "":
+                raise ValueError(f"{archive.name}: member {name!r} is not a plain file or folder inside it")
+            if name != ".":
+                _safe_relative(name)
+        target.mkdir(parents=True, exist_ok=True)
+        for member in members:
+            if member.isdir():
+                (target / member.name).mkdir(parents=True, exist_ok=True)
+                continue
+            dest = target / member.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                raise ValueError(f"{archive.name}: cannot read member {member.name!r}")
+            with source, dest.open("wb") as fh:
+                shutil.copyfileobj(source, fh)
+            os.utime(dest, (member.mtime, member.mtime))
 
 
 # -- the runner ------------------------------------------------------------------------------------
@@ -185,9 +236,10 @@ def run(inputs_dir: Path, output_dir: Path) -> int:
     try:
         call = json.loads((inputs_dir / CALL_FILE).read_text(encoding="utf-8"))
         step = str(call.get("step") or "?")
-        if call.get("format") != FORMAT:
-            return _fail(EXIT_BAD_CALL, step, f"call format {call.get('format')!r} is not {FORMAT!r}: "
-                         "the client and the service runner differ in version; redeploy the service")
+        if call.get("format") not in CALL_FORMATS:
+            return _fail(EXIT_BAD_CALL, step, f"call format {call.get('format')!r} is not one of "
+                         f"{', '.join(CALL_FORMATS)}: the client and the service runner differ in version; "
+                         "redeploy the service")
     except (OSError, ValueError) as exc:
         return _fail(EXIT_BAD_CALL, "?", f"cannot read {CALL_FILE} in {inputs_dir}: {exc}")
     try:
@@ -197,6 +249,11 @@ def run(inputs_dir: Path, output_dir: Path) -> int:
         return _fail(EXIT_NO_ITWINAI, step, f"itwinai is not importable by {sys.executable} in this image "
                      f"({exc}); use an image with itwinai installed (pip install itwinai)")
     sys.path.insert(0, str(inputs_dir))  # shipped modules are importable
+    try:
+        for archive, folder in (call.get("dirs") or {}).items():
+            unpack_dir(inputs_dir / _safe_name(str(archive)), inputs_dir / _safe_name(str(folder)))
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        return _fail(EXIT_BAD_CALL, step, f"cannot unpack a shipped folder: {exc}")
     try:
         component = instantiate(substitute_inputs(call["component"], inputs_dir), _convert_="all")
         args = decode(call["args"], inputs_dir, allow_pickle=True)

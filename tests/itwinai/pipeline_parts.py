@@ -52,6 +52,19 @@ class Boom(BaseComponent):
         raise ValueError(f"{self.message}: the remote component failed on purpose")
 
 
+class ReadText(BaseComponent):
+    """Return the text of the file at ``path`` (a file shipped with the step, or inside a shipped folder)."""
+
+    def __init__(self, path: str, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.save_parameters(**self.locals2params(locals()))
+        self.path = path
+
+    @monitor_exec
+    def execute(self) -> str:
+        return Path(self.path).read_text(encoding="utf-8")
+
+
 class Recorder(BaseComponent):
     """Write what the previous step returned to ``path`` (``.npz`` of arrays + a JSON of the rest)."""
 

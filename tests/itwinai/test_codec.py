@@ -110,3 +110,20 @@ def test_step_prelude_lists_outputs_and_keeps_exit_code(tmp_path):
     proc = subprocess.run(["/bin/sh", "-c", script], env={**os.environ, "TMP_OUTPUT_DIR": str(out)}, check=False)
     assert proc.returncode == 5
     assert (out / OUTPUT_LIST).read_text().split() == ["./b.txt", "./sub/a.npy"]
+
+
+def test_a_tensor_view_travels_without_the_storage_it_points_into(tmp_path):
+    batch = torch.arange(8 * 1000, dtype=torch.float32).reshape(8, 1000)
+    rows = list(batch)  # views into the batch, as a predictor's per-sample outputs often are
+    enc, back = roundtrip({"row3": rows[3], "t": batch.t()}, tmp_path)
+    assert torch.equal(back["row3"], rows[3]) and torch.equal(back["t"], batch.t())
+    sizes = sorted(p.stat().st_size for p in enc.files)
+    assert sizes[0] < 8000 < 32_000 < sizes[1]  # the row alone (4 kB); the transpose is the whole batch
+
+
+def test_substitute_inputs_into_shipped_folders_and_refuses_escapes(tmp_path):
+    out = remote.substitute_inputs({"d": "oscar-input://data", "f": "oscar-input://data/sub/x.h5"}, tmp_path)
+    assert out == {"d": str(tmp_path / "data"), "f": str(tmp_path / "data" / "sub" / "x.h5")}
+    for bad in ("oscar-input://data/../../etc", "oscar-input:///etc", "oscar-input://data//x"):
+        with pytest.raises(ValueError, match="unsafe"):
+            remote.substitute_inputs(bad, tmp_path)

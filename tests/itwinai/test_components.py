@@ -122,3 +122,68 @@ def test_missing_fdl_file_fails_at_construction_naming_the_fix(tmp_path):
     assert expect("it-fdl-missing") in message
     assert message.startswith("step 'fdl-step': ") and str(missing) in message and "fix the path" in message
     assert "Traceback" not in message
+
+
+WRAPPED = """
+scale: 3.0
+pipe:
+  _target_: itwinai.pipeline.Pipeline
+  steps:
+    remote:
+      _target_: oscar_plugins.itwinai.offloaded   # the step's _target_ was pipeline_parts.Scale
+      _recursive_: false
+      factor: ${scale}
+      extra: {_target_: pipeline_parts.Scale}     # a nested config stays a config
+      oscar: {target: pipeline_parts.Scale, service: it-runner, files: [model.pt], mode: async, name: wrapped}
+"""
+
+
+def test_offloaded_wraps_a_step_keeping_its_own_keys():
+    pipe = instantiate(OmegaConf.create(WRAPPED)["pipe"], _convert_="all")  # as `itwinai exec-pipeline` does
+    step = pipe.steps["remote"]
+    assert isinstance(step, OscarOffload) and step.name == "wrapped" and step.mode == "async"
+    assert step.component_config == {"_target_": "pipeline_parts.Scale", "factor": 3.0,
+                                     "extra": {"_target_": "pipeline_parts.Scale"}}
+    assert step.files == ["model.pt"] and step.transport.service == "it-runner"
+    assert instantiate(step.to_dict(), _convert_="all").component_config == step.component_config
+
+
+def test_offloaded_names_what_is_wrong():
+    from oscar_plugins.itwinai import offloaded
+
+    eager = OmegaConf.create(WRAPPED.replace("      _recursive_: false\n", ""))["pipe"]
+    with pytest.raises(Exception, match=r"'extra' reached this step as a built Scale.*_recursive_: false"):
+        instantiate(eager, _convert_="all")  # Hydra built the nested config here
+    with pytest.raises(StepConfigError, match=r"oscar.target must name the component"):
+        offloaded({"service": "x"}, factor=2)
+    with pytest.raises(StepConfigError, match=r"step 'w': unknown key\(s\) under oscar: servce"):
+        offloaded({"target": "pipeline_parts.Scale", "servce": "x", "name": "w"})
+    with pytest.raises(StepConfigError, match="oscar must be a mapping"):
+        offloaded("pipeline_parts.Scale")  # type: ignore[arg-type]
+
+
+def test_shipped_folders_and_paths_inside_them_are_rewritten(tmp_path, monkeypatch):
+    from oscar_plugins.itwinai._offload import _replace_paths, pack_folder
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp_data" / "data").mkdir(parents=True)
+    (tmp_path / "exp_data" / "data" / "file_0.h5").write_bytes(b"h5")
+    folders = {(tmp_path / "exp_data").resolve(): "exp_data"}
+    names = {"exp_data/": "exp_data", str((tmp_path / "exp_data").resolve()): "exp_data"}
+    config = {"a": "exp_data/", "b": str(tmp_path / "exp_data"), "c": "exp_data/data/file_0.h5",
+              "d": "exp_data/missing.h5", "e": "auto", "f": ["exp_data"]}
+    assert _replace_paths(config, names, folders) == {
+        "a": "oscar-input://exp_data", "b": "oscar-input://exp_data", "c": "oscar-input://exp_data/data/file_0.h5",
+        "d": "exp_data/missing.h5", "e": "auto", "f": ["oscar-input://exp_data"]}
+    pack_folder(tmp_path / "exp_data", tmp_path / "one.tar")
+    pack_folder(tmp_path / "exp_data", tmp_path / "two.tar")  # unchanged folder: same archive (reused staging)
+    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "exp_data").mkdir()
+    step = OscarOffload({"_target_": "pipeline_parts.Scale"}, service="it-runner",
+                        files=["exp_data", "other/exp_data"], name="twice")
+    with pytest.raises(StepConfigError, match=r"step 'twice': two entries of files would arrive as 'exp_data'"):
+        step._shipped()
+    step = OscarOffload({"_target_": "pipeline_parts.Scale"}, service="it-runner", files=["nope"], name="nope")
+    with pytest.raises(StepConfigError, match="'nope' in files is neither a file nor a folder"):
+        step._shipped()

@@ -103,7 +103,7 @@ def test_failing_remote_step_fails_the_yaml_pipeline_with_the_log_tail(yaml_conf
     assert done.returncode != 0
     output = done.stdout + done.stderr
     assert "step 'boom-step'" in output
-    assert "Log tail:" in output
+    assert "(last lines):" in output  # the core's JobFailed report: "Job log (last lines):" / "Script output ..."
     assert "ValueError: kaboom: the remote component failed on purpose" in output  # the remote traceback
 
 
@@ -202,3 +202,12 @@ def test_missing_input_file_is_named_before_contacting_the_cluster(on_cluster, m
 def test_an_output_the_script_does_not_write_is_named(on_cluster):
     message = _step_error(OscarStep(ECHO, mode="sync", outputs=["b.npy"], name="output-step"))
     assert expect("it-output-missing") in message and "b.npy (it wrote: a.txt)" in message
+
+
+def test_offload_ships_a_folder_and_rewrites_paths_inside_it(on_cluster):
+    (on_cluster / "dataset" / "sub").mkdir(parents=True)
+    (on_cluster / "dataset" / "sub" / "x.txt").write_text("from a shipped folder")
+    step = OscarOffload({"_target_": "pipeline_parts.ReadText", "path": "dataset/sub/x.txt"}, service=RUNNER,
+                        files=[str(HERE / "pipeline_parts.py"), "dataset/"], mode="sync", name="folder")
+    assert Pipeline([step]).execute() == "from a shipped folder"
+    assert step.last_run is not None and step.last_run.mode == "sync"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from oscar_plugins.itwinai import remote
+from oscar_plugins.itwinai._offload import pack_folder
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,3 +54,35 @@ def test_pickled_inputs_reach_the_component_and_its_failure_is_exit_1(tmp_path, 
     err = capsys.readouterr().err
     assert "unsupported operand type(s) for *: 'set' and 'int'" in err  # the set arrived, unpickled
     assert "step 't': Scale.execute raised" in err
+
+
+def test_runner_unpacks_shipped_folders_before_building_the_component(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(HERE))
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "x.txt").write_text("inside")
+    calls = make_call(tmp_path / "in", {"_target_": "pipeline_parts.ReadText", "path": "oscar-input://data/sub/x.txt"},
+                      ())
+    pack_folder(data, calls / ("data" + remote.DIR_ARCHIVE_SUFFIX))
+    call = json.loads((calls / remote.CALL_FILE).read_text())
+    (calls / remote.CALL_FILE).write_text(json.dumps(call | {"format": remote.FORMAT_DIRS,
+                                                             "dirs": {"data.oi-dir.tar": "data"}}))
+    assert remote.run(calls, tmp_path / "out") == 0
+    summary = json.loads((tmp_path / "out" / remote.RESULT_FILE).read_text())
+    assert remote.decode(summary["result"], tmp_path / "out", allow_pickle=False) == "inside"
+    assert (calls / "data" / "sub" / "x.txt").read_text() == "inside"
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    with tarfile.open(evil / "data.oi-dir.tar", "w") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        tar.addfile(info)
+    with pytest.raises(ValueError, match="unsafe"):
+        remote.unpack_dir(evil / "data.oi-dir.tar", evil / "data")
+    with tarfile.open(evil / "link.tar", "w") as tar:
+        info = tarfile.TarInfo("link")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(ValueError, match="not a plain file or folder"):
+        remote.unpack_dir(evil / "link.tar", evil / "link")
+    assert not (tmp_path / "escaped.txt").exists() and not (evil / "link").exists()
