@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from oscar_plugins import (
+    RESERVED_FILES,
     AsyncOscarClient,
     AuthenticationError,
     ClusterProfile,
@@ -53,7 +54,6 @@ from ._jobs import is_retryable
 
 __all__ = ["OscarHook"]
 
-_STATUS_FILE = ".oscar-plugins-status"
 
 
 def _settings(conn: Any, extra: Mapping[str, Any]) -> ConnectionSettings:
@@ -372,7 +372,7 @@ class OscarHook(BaseHook):
             storage = self.client.storage
             self._mask(storage.secret_key)
             keys = [o.key for o in storage.list(out.bucket, key_prefix)]
-        return [f"{out.bucket}/{k}" for k in keys if k.rsplit("/", 1)[-1] != _STATUS_FILE]
+        return [f"{out.bucket}/{k}" for k in keys if k.rsplit("/", 1)[-1] not in RESERVED_FILES]
 
     def dashboard_url(self, service: str, job: str | None = None) -> str:
         """The OSCAR dashboard page of the service's jobs (template from the connection)."""

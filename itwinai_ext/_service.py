@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from oscar_plugins import FDLError, Service, StorageIO, load_fdl, service_from_dict
+from oscar_plugins import RESERVED_FILES, FDLError, Service, StorageIO, load_fdl, service_from_dict
 
 from ._errors import StepConfigError
 
@@ -46,8 +46,8 @@ def step_script(script: str | None) -> str | None:
     """
     if script is None or STEP_MARKER in script:
         return script
-    listing = (f'(cd "$TMP_OUTPUT_DIR" 2>/dev/null && find . -type f ! -name {OUTPUT_LIST} '
-               f'! -name .oscar-plugins-status | sort > {OUTPUT_LIST})')
+    skip = " ".join(f"! -name {name}" for name in (OUTPUT_LIST, *RESERVED_FILES))
+    listing = f'(cd "$TMP_OUTPUT_DIR" 2>/dev/null && find . -type f {skip} | sort > {OUTPUT_LIST})'
     return f"{STEP_MARKER}\ntrap '{listing}' EXIT\n{script}"
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from itwinai.components import monitor_exec
 
+from oscar_plugins import RESERVED_FILES
+
 from ._base import OscarComponentBase
 from ._errors import StepConfigError, StepError
 from ._files import read_output, write_args
@@ -16,7 +18,6 @@ from ._transport import RemoteRun, StepTransport, choose_mode
 
 __all__ = ["OscarStep"]
 
-_STATUS = ".oscar-plugins-status"
 
 
 class OscarStep(OscarComponentBase):
@@ -106,7 +107,8 @@ class OscarStep(OscarComponentBase):
             lone = files.pop("")
             files = {} if run.marked else {"output" + _sniff_suffix(lone): lone}
         listing = files.pop(OUTPUT_LIST, None)
-        files.pop(_STATUS, None)
+        for reserved in RESERVED_FILES:
+            files.pop(reserved, None)
         order = sorted(files)
         if listing is not None:
             listed = [line.strip().removeprefix("./") for line in listing.read_text().splitlines() if line.strip()]

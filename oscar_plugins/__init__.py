@@ -44,6 +44,10 @@ _EXPORTS = {
     "free_capacity": "._capacity",
     "RunResult": "._sync",
     "wrap_script": "._wrapper",
+    "LOG_FILE": "._wrapper",
+    "RESERVED_FILES": "._wrapper",
+    "STATUS_FILE": "._wrapper",
+    "service_from_api": "._fdl",
 }
 _EXCEPTIONS = [
     "APIError", "AuthenticationError", "BadRequest", "ChecksumMismatch", "ConfigError", "Conflict",
@@ -55,6 +59,9 @@ _EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
 
 __all__ = [
     "FDL",
+    "LOG_FILE",
+    "RESERVED_FILES",
+    "STATUS_FILE",
     "APIError",
     "AsyncOscarClient",
     "AuthenticationError",
@@ -96,6 +103,7 @@ __all__ = [
     "parse_version",
     "pick_cluster",
     "resolve_profile",
+    "service_from_api",
     "service_from_dict",
     "wrap_script",
 ]
@@ -128,13 +136,13 @@ if TYPE_CHECKING:
         StorageError,
         TLSError,
     )
-    from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_dict
+    from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_api, service_from_dict
     from ._jobs import Job, JobState, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, resolve_profile
     from ._storage import Storage
     from ._sync import RunResult
-    from ._wrapper import wrap_script
+    from ._wrapper import LOG_FILE, RESERVED_FILES, STATUS_FILE, wrap_script
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -165,12 +165,17 @@ class Dispatcher:
                 manifest.add_url(path.name, self.client.storage.presign_get(bucket, key))
         if spec.payload is not None:
             raw = _payload_bytes(spec.payload)
-            if inline + len(raw) <= inline_limit:
+            if inline + len(raw) <= inline_limit and not paths:
+                manifest.add_payload(raw)  # the job's only input: its $INPUT_FILE_PATH
+            elif inline + len(raw) <= inline_limit:
                 manifest.add_data("payload", raw)
             else:
                 bucket = bucket or staging_bucket(svc)
-                key = self.client.storage.stage_bytes(bucket, raw)
-                manifest.add_url("payload", self.client.storage.presign_get(bucket, key))
+                url = self.client.storage.presign_get(bucket, self.client.storage.stage_bytes(bucket, raw))
+                if paths:
+                    manifest.add_url("payload", url)
+                else:
+                    manifest.add_payload_url(url)
         for k, v in spec.env.items():
             manifest.add_env(k, v)
         if (out is not None or bucket is not None) and not self.client.storage.verify:

@@ -27,6 +27,8 @@ Manifest (UTF-8 text, the job's input file)::
     url  <name> <presigned GET url>
     data <name> <base64 content, one line>
     empty <name>
+    payload <base64 content>       (a job's only input: it becomes $INPUT_FILE_PATH, no $OSCAR_INPUTS_DIR)
+    payload-url <presigned GET url>
     env  <NAME> <base64 value>
     upload <POST url> <key prefix> <base64 of the policy's form fields, one "name=value" a line>
     insecure                       (the object store's certificate is not to be verified)
@@ -138,6 +140,14 @@ class Manifest:
             self.lines.append(f"data {name} {base64.b64encode(data).decode()}")
         else:
             self.lines.append(f"empty {name}")
+
+    def add_payload(self, data: bytes) -> None:
+        """The job's only input, inline: the script sees it as ``$INPUT_FILE_PATH`` (a plain job body's way)."""
+        self.lines.append(f"payload {base64.b64encode(data).decode()}")
+
+    def add_payload_url(self, url: str) -> None:
+        """The job's only input, staged."""
+        self.lines.append(f"payload-url {url}")
 
     def add_upload(self, url: str, prefix: str, fields: Mapping[str, str]) -> None:
         """Let the wrapper upload the job's outputs under ``prefix`` with a presigned POST policy."""

@@ -96,9 +96,14 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
   op_in="${TMP_INPUT_DIR:-$op_work}/oscar-inputs"
   mkdir -p "$op_in"
   op_first=""
+  op_named=""
+  op_payload=""
   while IFS=' ' read -r op_kind op_a op_b op_c; do
     case "$op_kind" in
       insecure) op_k="-k" ;;
+      payload) op_payload="$op_in/payload"; printf '%s' "$op_a" | base64 -d > "$op_payload" || op_status=1 ;;
+      payload-url) op_payload="$op_in/payload"
+                   op_fetch "$op_a" "$op_payload" || { echo "oscar-plugins: could not fetch the payload" >&2; op_status=1; } ;;
       upload) op_up_url="$op_a"; op_up_prefix="$op_b"
               printf '%s' "$op_c" | base64 -d > "$op_work/fields" 2>/dev/null || op_up_url="" ;;
       url) op_fetch "$op_b" "$op_in/$op_a" || { echo "oscar-plugins: could not fetch input $op_a" >&2; op_status=1; } ;;
@@ -107,10 +112,11 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
       env) op_val=$(printf '%s' "$op_b" | base64 -d); export "$op_a=$op_val" ;;
       *) continue ;;
     esac
-    case "$op_kind" in url|data|empty) [ -z "$op_first" ] && op_first="$op_in/$op_a" ;; esac
+    case "$op_kind" in url|data|empty) op_named=1; [ -z "$op_first" ] && op_first="$op_in/$op_a" ;; esac
   done < "$INPUT_FILE_PATH"
-  export OSCAR_INPUTS_DIR="$op_in"
-  INPUT_FILE_PATH="${op_first:-$op_in}"
+  # A payload alone is the job's input file, as a plain job body would be; named inputs share a folder.
+  if [ -n "$op_named" ] || [ -z "$op_payload" ]; then export OSCAR_INPUTS_DIR="$op_in"; fi
+  INPUT_FILE_PATH="${op_first:-${op_payload:-$op_in}}"
   export INPUT_FILE_PATH
 fi
 

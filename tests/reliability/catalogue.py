@@ -59,7 +59,8 @@ CASES = [
     Case("inputs-collide", "library", "two inputs of one job with the same file name", "distinct names"),
     Case("payload-too-large", "library", "8 MiB payload for a service not deployed by oscar-plugins",
          "too large"),
-    Case("job-body-oversized", "local cluster /job", "POST /job body over 1 MiB", "413"),
+    Case("job-body-oversized", "local cluster /job", "POST /job body over 128 KiB (accepted, as OSCAR does; the pod "
+         "cannot start)", "did not fit the pod's EVENT variable"),
     Case("reserved-json", "library run", "JSON input with the supervisor's reserved key 'Records'",
          "delivered unchanged"),
     Case("non-utf8", "library run", "binary (non-UTF-8) input", "delivered unchanged"),

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from oscar_plugins import Dispatcher, JobSpec, OscarClient, OscarError, service_from_dict
+from oscar_plugins import Dispatcher, Job, JobSpec, OscarClient, OscarError, service_from_dict
 from oscar_plugins._auth import OidcAgentCredentials, RefreshTokenCredentials
 from oscar_plugins._sync import _unzip
 from tests.reliability.catalogue import ADAPTER_CASES, CASES, CORE, CORE_CASES, counts, expect, markdown
@@ -152,9 +152,13 @@ def run_case(case_id: str, cfg: Path, tmp: Path, client: OscarClient, lc) -> str
         return library_error(lambda: Dispatcher(client).submit("bad-raw", payload=b"x" * (8 << 20)))
     if case_id == "job-body-oversized":
         client.ensure_service(service_from_dict(GOOD_SVC))
-        r = httpx.post(f"{lc.endpoint}/job/bad-in", content=b"QUFB" * (300_000),
-                       headers={"Authorization": f"Bearer {client.service_token('bad-in')}"}, timeout=60)
-        return f"{r.status_code} {r.text}"
+        r = httpx.post(f"{lc.endpoint}/job/bad-in", content=b"QUFB" * (300_000), timeout=60,
+                       headers={"Authorization": f"Bearer {client.service_token('bad-in')}",
+                                "X-Delegated-Job-ID": "bad-in-oversized"})
+        assert r.status_code == 201  # job.go reads any body; the kernel refuses it when the pod starts
+        dispatcher = Dispatcher(client)
+        (job,) = dispatcher.tracker.wait([Job("bad-in", "bad-in-oversized")], timeout=60)
+        return library_error(lambda: dispatcher.collect(job, tmp / "never"))
     if case_id in ("reserved-json", "non-utf8"):
         client.ensure_service(service_from_dict(GOOD_SVC))
         data = {"Records": [1], "event": "x"} if case_id == "reserved-json" else bytes(range(256)) * 3
