@@ -34,15 +34,17 @@ from oscar_plugins.local._config import (
 )
 from oscar_plugins.local._execution import detect_engine
 from oscar_plugins.local._persona import persona
+from oscar_plugins.local._podrun import find_supervisor
 from oscar_plugins.local._runtime import Runtime, RuntimeConfig
 from oscar_plugins.local._storage import S3Process, Storage, warm_session
 from oscar_plugins.local._store import Store
 
-__all__ = ["ENV_ENGINE", "ENV_VERSION", "LocalCluster"]
+__all__ = ["ENV_ENGINE", "ENV_EXECUTION", "ENV_VERSION", "LocalCluster"]
 
 logger = logging.getLogger("oscar_plugins.local")
 ENV_ENGINE = "OSCAR_PLUGINS_LOCAL_ENGINE"
 ENV_VERSION = "OSCAR_PLUGINS_LOCAL_VERSION"
+ENV_EXECUTION = "OSCAR_PLUGINS_LOCAL_EXECUTION"
 
 
 def _url_host(host: str) -> str:
@@ -112,6 +114,9 @@ class LocalCluster:
         minio_restart: seconds a service create or delete pauses while the S3 server restarts, as OSCAR
             restarts MinIO and waits 6 s (``utils/minio.go`` RestartServer); 0 (default) skips it.
         oidc_issuers: OIDC issuers whose access tokens the cluster accepts (discovery + userinfo).
+        execution: ``builtin`` runs jobs by faas-supervisor's rules (the default); ``supervisor`` runs each
+            job through the real faas-supervisor as a pod does; default ``OSCAR_PLUGINS_LOCAL_EXECUTION``.
+        supervisor: faas-supervisor's source folder for ``supervisor`` (default ``OSCAR_PLUGINS_LOCAL_SUPERVISOR``).
     """
 
     def __init__(
@@ -129,6 +134,8 @@ class LocalCluster:
         oscar_version: str | None = None,
         minio_restart: float = 0.0,
         oidc_issuers: Sequence[str] = (),
+        execution: str | None = None,
+        supervisor: str | os.PathLike[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir is not None else default_data_dir()
         self.port, self.host, self.s3_port = port, host, s3_port
@@ -137,6 +144,13 @@ class LocalCluster:
         self._engine_choice, self.run_timeout, self.s3_events = engine, run_timeout, s3_events
         self.persona = persona(oscar_version or os.environ.get(ENV_VERSION) or None)
         self.minio_restart, self.oidc_issuers = float(minio_restart), tuple(oidc_issuers)
+        self.execution = execution or os.environ.get(ENV_EXECUTION) or "builtin"
+        if self.execution not in ("builtin", "supervisor"):
+            raise LocalClusterError(f"execution {self.execution!r} is not one of builtin, supervisor")
+        try:
+            self._supervisor = find_supervisor(supervisor) if self.execution == "supervisor" else None
+        except ValueError as exc:
+            raise LocalClusterError(str(exc)) from None
         self.engine = "host"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -239,7 +253,8 @@ class LocalCluster:
         self._storage = Storage(endpoint, self._creds.s3_access_key, self._creds.s3_secret_key, session=session)
         config = RuntimeConfig(self.data_dir, self._creds, endpoint, self.engine, self.cpus, self.memory,
                                self.run_timeout, hook_secret, self._s3.events, persona=self.persona,
-                               minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers)
+                               minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers,
+                               supervisor=self._supervisor)
         runtime = Runtime(config, self._store, self._storage, s3_restart=self._s3.restart)
         runtime.recover()
         # Idle keep-alive connections stay open 75 s (nginx's default; Go's server has no limit): with

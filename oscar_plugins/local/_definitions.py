@@ -33,6 +33,7 @@ __all__ = [
     "format_uid",
     "kubernetes_problem",
     "normalize_paths",
+    "storage_problem",
     "stored",
     "view",
     "view_json",
@@ -164,6 +165,37 @@ def kubernetes_problem(service: dict[str, Any]) -> str | None:
             parse(value)
         except ValueError:
             return f"quantities must match the regular expression '{_QUANTITY}'"
+    return None
+
+
+def storage_problem(service: dict[str, Any], minio: dict[str, Any]) -> HTTPError | None:
+    """What ``createBuckets`` (``create.go``) refuses in the ``input``/``output`` providers, or None.
+
+    Inputs must be MinIO, WebDAV (dCache) or Rucio (400 otherwise); every provider ``<type>.<id>`` must be
+    declared in ``storage_providers`` (``minio.default`` always is); a MinIO input other than the cluster's
+    own must be the cluster's MinIO (500 otherwise). A missing ``storage_provider`` is ``""``: refused.
+    """
+    providers = service.get("storage_providers") or {}
+
+    def defined(kind: str, ident: str) -> bool:
+        return kind in ("minio", "s3", "onedata", "webdav", "rucio") and ident in (providers.get(kind) or {})
+
+    for entry in service.get("input") or []:
+        ident, kind = _provider(entry["storage_provider"])
+        if kind not in ("minio", "webdav", "rucio"):
+            return HTTPError(400, "unrecognized input (valid inputs are MinIO and dCache)")
+        if kind == "minio" and not defined(kind, ident):
+            return HTTPError(500, f'the StorageProvider "{kind}.{ident}" is not defined')
+        if kind == "minio" and ident != "default":
+            own = {**minio, "access_key": "", "secret_key": ""}
+            given = providers["minio"][ident] or {}
+            if given.get("endpoint") != own.get("endpoint"):
+                return HTTPError(500, f'the provided MinIO server "{given.get("endpoint")}" is not the configured '
+                                      "in OSCAR")
+    for entry in service.get("output") or []:
+        ident, kind = _provider(entry["storage_provider"])
+        if not defined(kind, ident):
+            return HTTPError(500, f'the StorageProvider "{kind}.{ident}" is not defined')
     return None
 
 

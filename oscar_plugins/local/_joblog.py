@@ -95,6 +95,20 @@ class JobLog:
         if self._capture is not None:
             self._capture.flush()
 
+    def raw(self, chunk: bytes) -> None:
+        """Append a chunk of a pod's own output (the real supervisor's stdout and stderr), line by line."""
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._write_line(line)
+
+    def flush_raw(self) -> None:
+        """Write a last unterminated pod output line."""
+        if self._partial:
+            self._write_line(self._partial)
+            self._partial = b""
+
     def printed(self, chunks: Iterable[bytes]) -> None:
         """What the supervisor prints on stdout (its response) and print()'s newline, streamed line by line
         (a base64 response is one long line; it is never held whole)."""

@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ from oscar_plugins.local._execution import (
 )
 from oscar_plugins.local._joblog import JobLog
 from oscar_plugins.local._payload import b64_file_chunks, zip_files
+from oscar_plugins.local._persona import Persona
+from oscar_plugins.local._persona import persona as default_persona
+from oscar_plugins.local._podrun import SupervisorSource, function_config, pod_command, pod_env
 from oscar_plugins.local._process import kill_group, pump_output, spawn, wait_exit
 from oscar_plugins.local._services import external_provider
 from oscar_plugins.local._storage import Storage, upload_file
@@ -103,10 +106,18 @@ def address_space_limit(memory: int) -> int:
 
 
 class Runner:
-    """Executes :class:`Execution` objects; the scheduler decides when."""
+    """Executes :class:`Execution` objects; the scheduler decides when.
 
-    def __init__(self, store: Store, storage: Storage, engine: str, run_timeout: float) -> None:
+    Jobs follow faas-supervisor's rules (``_supervisor``), or, with ``supervisor`` given, run through the
+    real faas-supervisor as a pod does (``_podrun``). Synchronous calls always use the rules.
+    """
+
+    def __init__(self, store: Store, storage: Storage, engine: str, run_timeout: float, *,
+                 persona: Persona | None = None, supervisor: SupervisorSource | None = None,
+                 secret_key: str = "") -> None:
         self.store, self.storage, self.engine, self.run_timeout = store, storage, engine, run_timeout
+        self.persona = persona or default_persona()
+        self.supervisor, self._secret_key = supervisor, secret_key
 
     async def execute(self, ex: Execution) -> None:
         """Run an execution to its end and record the outcome."""
@@ -118,6 +129,8 @@ class Runner:
         try:
             if ex.sync:
                 await self._sync_steps(ex, log)
+            elif self.supervisor is not None:
+                await self._pod_steps(ex, log)
             else:
                 await self._job_steps(ex, log, capture)
             ex.status = SUCCEEDED
@@ -166,12 +179,29 @@ class Runner:
         object_key = await self._input(ex, log, event)
         log.supervisor(f"INPUT_FILE_PATH variable set to '{ex.input_file}'")
         log.supervisor(f"Script file found in '{ex.work.script}'")
+        log.supervisor("CONTAINER OUTPUT:\n ", "DEBUG")  # logged before any output, so always empty
         ex.exit_code = await self._run_script(ex, log, object_key)
         self._check_killed(ex)
         files = await asyncio.to_thread(lambda: list(output_files(ex.work.output)))
         await self._upload_outputs(ex, log, files)
         log.supervisor("Creating response")
         await self._respond(ex, log, event, files, capture)
+
+    async def _pod_steps(self, ex: Execution, log: JobLog) -> None:
+        """The job as a pod runs it: ``echo $EVENT | supervisor`` with the real faas-supervisor."""
+        assert self.supervisor is not None
+        base = {"PATH": build_env(ex.service, ex.work, input_file=None, job_name=None, object_key=None)["PATH"],
+                "HOME": str(ex.work.root), "LANG": "C.UTF-8"}
+        env = pod_env(ex.service, self.persona, event=ex.event or b"", job=ex.name, work=ex.work.root, base=base)
+        config = function_config(self.persona, ex.service)
+        cmd = await asyncio.to_thread(pod_command, self.supervisor, ex.work.root, config,
+                                      str(ex.service.get("script", "")), self.storage.access_key,
+                                      self._secret_key, env)
+        code = await self._watch(ex, cmd, env, log.raw)
+        log.flush_raw()
+        self._check_killed(ex)
+        if code != 0:
+            raise SupervisorError(f"the supervisor exited with code {code}: the pod failed (see the lines above)")
 
     async def _input(self, ex: Execution, log: JobLog, event: Event) -> str | None:
         if event.kind == "UNKNOWN":
@@ -228,14 +258,21 @@ class Runner:
         env = build_env(ex.service, ex.work, input_file=ex.input_file, job_name=None if ex.sync else ex.name,
                         object_key=object_key)
         cmd, proc_env = self._command(ex, env)
+        code = await self._watch(ex, cmd, proc_env, log.output)
+        log.flush_output()
+        return code
+
+    async def _watch(self, ex: Execution, cmd: list[str], env: dict[str, str], sink: Callable[[bytes], None]) -> int:
+        """Run ``cmd`` in its own process group, feed its output to ``sink``, and return its exit code;
+        the group dies with it (like a container's end), and on a sync call's timeout."""
         try:
-            proc = await spawn(cmd, proc_env, ex.work.root)
+            proc = await spawn(cmd, env, ex.work.root)
         except OSError as exc:
             raise SupervisorError(f"cannot start the script: {exc}") from exc
         ex.process = proc
         if ex.killed:
             kill_group(proc)
-        pump = asyncio.create_task(pump_output(proc, log.output))
+        pump = asyncio.create_task(pump_output(proc, sink))
         try:
             code = await wait_exit(proc, self.run_timeout if ex.sync else None)
         except TimeoutError:
@@ -247,7 +284,6 @@ class Runner:
             await asyncio.wait_for(pump, 10)
         except asyncio.TimeoutError:
             pump.cancel()
-        log.flush_output()
         return code
 
     async def _upload_outputs(self, ex: Execution, log: JobLog, files: list[tuple[Path, str]]) -> None:

@@ -34,12 +34,14 @@ from oscar_plugins.local._definitions import (
     kubernetes_problem,
     normalize_paths,
     sanitize,
+    storage_problem,
     stored,
 )
 from oscar_plugins.local._execution import WorkDirs, default_job_name
 from oscar_plugins.local._joblog import JobLog
 from oscar_plugins.local._payload import save_body
 from oscar_plugins.local._persona import Persona, persona
+from oscar_plugins.local._podrun import SupervisorSource
 from oscar_plugins.local._runner import Execution, Runner
 from oscar_plugins.local._scheduler import Scheduler, Unschedulable
 from oscar_plugins.local._services import (
@@ -82,6 +84,8 @@ class RuntimeConfig:
     #: (``utils/minio.go`` RestartServer: restart, then 6 s); 0 = no restart.
     minio_restart: float = 0.0
     oidc_issuers: tuple[str, ...] = ()
+    #: Run jobs through the real faas-supervisor (``_podrun``); None: by its rules (``_supervisor``).
+    supervisor: SupervisorSource | None = None
 
 
 def _event_too_long(service: dict[str, Any], body: bytes) -> bool:
@@ -115,8 +119,9 @@ class Runtime:
         self.config, self.store, self.storage = config, store, storage
         self.s3_restart = s3_restart
         self.oidc = OidcVerifier(list(config.oidc_issuers))
-        self.scheduler = Scheduler(config.cpus, config.memory, Runner(store, storage, config.engine,
-                                                                          config.run_timeout))
+        runner = Runner(store, storage, config.engine, config.run_timeout, persona=config.persona,
+                        supervisor=config.supervisor, secret_key=config.creds.s3_secret_key)
+        self.scheduler = Scheduler(config.cpus, config.memory, runner)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self.started = time.time()
@@ -219,6 +224,9 @@ class Runtime:
         problem = kubernetes_problem(service)
         if problem:
             raise HTTPError(500, f"Error creating the service: {problem}")
+        refused = storage_problem(service, self.minio_default())
+        if refused is not None:
+            raise refused
         try:
             local_paths(service)
         except ServiceError as exc:  # MinIO refuses the bucket or the folder marker
@@ -252,6 +260,8 @@ class Runtime:
         if p.keeps_token_on_update and old.get("token"):
             service["token"] = old["token"]
         service["namespace"] = old.get("namespace") or SERVICES_NAMESPACE
+        if not service["environment"]["secrets"]:  # update.go leaves the Secret as it is
+            service["environment"]["secrets"] = dict((old.get("environment") or {}).get("secrets") or {})
         if not caller.admin:
             if old.get("owner") != caller.uid:
                 raise HTTPError(403, f"User {caller.uid} doesn't have permision to modify this service")

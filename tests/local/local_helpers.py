@@ -47,8 +47,14 @@ class Api:
         self.anon.close()
 
     def create(self, script: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
-        """Create a service and return its stored definition (with token)."""
+        """Create a service and return its stored definition (with token).
+
+        Input and output entries without a ``storage_provider`` get ``minio.default``: OSCAR refuses
+        them without one (``create.go`` createBuckets), and these tests are not about that.
+        """
         name = name or f"svc-{uuid.uuid4().hex[:8]}"
+        for section in ("input", "output"):
+            fields[section] = [{"storage_provider": "minio.default", **entry} for entry in fields.get(section) or []]
         body = {"name": name, "image": "alpine", "script": script, **fields}
         response = self.admin.post("/system/services", json=body)
         assert response.status_code == 201, response.text

@@ -102,7 +102,13 @@ def test_service_crud(api: Api) -> None:
     ({"name": "Bad_Name", "image": "a", "script": "s"}, 500, "RFC 1123"),
     ({"name": "bad-cpu", "image": "a", "script": "s", "cpu": "fast"}, 500, "quantities must match"),
     ({"name": "bad-mem", "image": "a", "script": "s", "memory": "lots"}, 500, "quantities must match"),
-    ({"name": "bad-bucket", "image": "a", "script": "s", "output": [{"path": "ab/out"}]}, 500, "bucket"),
+    ({"name": "bad-bucket", "image": "a", "script": "s",
+      "output": [{"storage_provider": "minio.default", "path": "ab/out"}]}, 500, "bucket"),
+    # createBuckets: a provider must be given and declared; inputs only from MinIO, dCache or Rucio
+    ({"name": "no-provider", "image": "a", "script": "s", "output": [{"path": "np/out"}]}, 500,
+     'the StorageProvider ".default" is not defined'),
+    ({"name": "s3-input", "image": "a", "script": "s", "input": [{"storage_provider": "s3.x", "path": "b/in"}]},
+     400, "unrecognized input"),
 ])
 def test_invalid_services_are_refused_as_oscar_does(api: Api, body: dict[str, object], status: int,
                                                     words: str) -> None:
@@ -128,7 +134,8 @@ def test_path_traversal_is_rejected(api: Api) -> None:
     assert bad_job.status_code == 500 and "RFC 1123" in bad_job.text
     assert api.admin.post("/system/services", json={"name": "../x", "image": "a", "script": "s"}).status_code == 500
     folder = api.admin.post("/system/services", json={"name": "dotdot", "image": "a", "script": "s",
-                                                      "input": [{"path": "dotdot-bkt/../x"}]})
+                                                      "input": [{"storage_provider": "minio.default",
+                                                                 "path": "dotdot-bkt/../x"}]})
     assert folder.status_code == 500 and api.admin.get("/system/services/dotdot").status_code == 404
     assert api.admin.post("/system/buckets/..%2Fx/presign", json={}).status_code in (400, 404)
 

@@ -55,7 +55,7 @@ def test_run_several_files_returns_a_zip(api: Api) -> None:
 def test_run_without_files_returns_the_script_output(api: Api) -> None:
     service = api.create('echo "to stdout"; echo "to stderr" >&2; exit 3\n')
     response = api.run(service, base64.b64encode(b"x"))
-    head, rest = _split(response.text)
+    _, rest = _split(response.text)
     assert response.status_code == 200 and rest == "to stdout\nto stderr\n"  # exit code 3 is not read
 
 

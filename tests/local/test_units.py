@@ -29,6 +29,8 @@ from oscar_plugins.local._execution import (
 from oscar_plugins.local._payload import Base64Decoder, BodyError, save_body
 from oscar_plugins.local._s3persist import key_to_relpath, relpath_to_key
 from oscar_plugins.local._services import triggered_by
+from oscar_plugins.local._sigv4 import verify
+from oscar_plugins.local._store import Store, rfc3339
 from oscar_plugins.local._supervisor import (
     EventError,
     echo_event,
@@ -39,8 +41,6 @@ from oscar_plugins.local._supervisor import (
     response_memory,
     save_unknown,
 )
-from oscar_plugins.local._sigv4 import verify
-from oscar_plugins.local._store import Store, rfc3339
 
 
 def test_container_command_docker_passes_names_not_values(tmp_path: Path) -> None:
