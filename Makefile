@@ -33,8 +33,19 @@ lint: $(STAMP_ALL)
 	$(VENV)/bin/ruff check $(wildcard oscar_plugins cwl airflow_provider itwinai_ext tests examples benchmarks)
 typecheck: $(STAMP_ALL)
 	$(VENV)/bin/mypy
+# The whole suite against the newest OSCAR persona; the client's component tests against every older one;
+# the end-to-end suites with jobs run by the real faas-supervisor (../shared; skipped with a reason without it).
+PERSONAS := 4.0 3.7 3.6
+E2E := tests/core/test_wrapper.py tests/core/test_client_local.py tests/cwl/test_e2e.py tests/airflow \
+	tests/itwinai/test_pipelines_local.py tests/itwinai/test_3dgan_usecase.py tests/examples
 unit: $(STAMP_ALL)
 	$(VENV)/bin/pytest
+	@for v in $(PERSONAS); do \
+	  echo "== the client's component tests against the local cluster as OSCAR $$v"; \
+	  OSCAR_PLUGINS_LOCAL_VERSION=$$v $(VENV)/bin/pytest -q -p no:cacheprovider tests/core || exit 1; \
+	done
+	@echo "== end-to-end tests with jobs run by the real faas-supervisor"
+	OSCAR_PLUGINS_LOCAL_EXECUTION=supervisor $(VENV)/bin/pytest -q -p no:cacheprovider $(E2E)
 
 ## conformance: CWL v1.2 conformance suite through oscar-cwl, every CommandLineTool on the local cluster
 ##   (CONFORMANCE_ARGS="--tags required" for the required subset; see tests/cwl/conformance.py --help)

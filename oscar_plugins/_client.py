@@ -236,7 +236,8 @@ class OscarClient:
         """A service as the server stores it, with its token (read tolerantly; cached when ``refresh`` is off).
 
         Raises:
-            ServiceNotFound: no such service (or this user may not see it).
+            ServiceNotFound: no such service.
+            AuthenticationError: this (OIDC) user may not see it.
         """
         if not refresh and name in self._services:
             return self._services[name]
@@ -244,10 +245,10 @@ class OscarClient:
         response = self.request("GET", f"/system/services/{name}", service=name)
         if not response.content.strip():
             # v3.x answers 200 and no body when an OIDC user may not see the service (read.go falls through)
-            raise ServiceNotFound(f"{call} on cluster {self.profile.name!r} answered 200 with an empty body: this "
-                                  f"user may not see service {name!r} (ask its owner to make it public or to list you "
-                                  "in allowed_users), or the server (v3.6.0-3.6.2) cannot show services", status=200,
-                                  call=call)
+            raise AuthenticationError(
+                f"{call} on cluster {self.profile.name!r} answered 200 with an empty body: this user may not see "
+                f"service {name!r}, which belongs to another user (ask its owner to make it public or to list you "
+                "in allowed_users), or the server (v3.6.0-3.6.2) cannot show services", status=200, call=call)
         svc = service_from_api(self._decode(response, call), source=f"{call} on cluster {self.profile.name!r}")
         self._services[name] = svc
         return svc
@@ -373,6 +374,9 @@ class OscarClient:
             if problem:
                 raise ConfigError(problem)
             return self._submit_named(service, body, name, token)
+        if name is not None:
+            log.debug("server %s predates X-Delegated-Job-ID: it names job %s itself", self.info().get("version"),
+                      name)
         lock = self._submit_locks.setdefault(service, threading.Lock())
         with lock:
             before = set(self.list_jobs(service))

@@ -319,6 +319,8 @@ class Dispatcher:
                         batch.record(idx, name)
                     job = self.submit(service, specs[idx].inputs, payload=specs[idx].payload,
                                       env=specs[idx].env, name=name)
+                    if batch and job.name != name:  # before v4.1 the server names the job itself
+                        batch.record(idx, job.name)
             except OscarError as exc:
                 report(JobResult(idx, None, error=exc))
                 return

@@ -51,6 +51,12 @@ def error_for_response(status: int, call: str, body: str, *, cluster: str, servi
     text = excerpt(body, secrets)
     detail = f" Server said: {text}" if text else ""
     where = f"{call} on cluster {cluster!r} answered {status}."
+    if status == 403 and ("permision" in body or "permission" in body):  # read.go, update.go, delete.go, logs.go
+        what = f"service {service!r}" if service else "this resource"
+        return AuthenticationError(
+            f"{where} This user may not use {what}: it belongs to another user and is not public (OSCAR's "
+            "visibility: private, or restricted to allowed_users); ask its owner, or choose another name."
+            + detail, status=status, call=call, body=text)
     if status in (401, 403):
         if bearer:
             hint = (f" The service token was refused: the service {service!r} may not exist, or it was "

@@ -10,6 +10,20 @@ from pathlib import Path
 import pytest
 
 _ISOLATED = Path(tempfile.mkdtemp(prefix="oscar-plugins-tests-"))
+#: faas-supervisor's source beside the repository (../shared), for OSCAR_PLUGINS_LOCAL_EXECUTION=supervisor.
+SUPERVISOR = Path(__file__).resolve().parents[2] / "shared" / "faas-supervisor"
+_SKIP_ALL: str | None = None
+
+
+def _supervisor_problem() -> str | None:
+    if not (SUPERVISOR / "faassupervisor" / "supervisor.py").is_file():
+        return f"faas-supervisor is not at {SUPERVISOR} (../shared beside the repository)"
+    import importlib.util
+
+    for module in ("webdav3", "rucio"):
+        if importlib.util.find_spec(module) is None:
+            return f"faas-supervisor needs {module} (webdavclient3, rucio-clients: make install-all)"
+    return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,6 +35,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["OSCAR_PLUGINS_STATE_DIR"] = str(_ISOLATED / "state")
     os.environ["OSCAR_PLUGINS_CACHE_DIR"] = str(_ISOLATED / "cache")
     os.environ["OSCAR_PLUGINS_LOCAL_DIR"] = str(_ISOLATED / "local-default")
+    if os.environ.get("OSCAR_PLUGINS_LOCAL_EXECUTION") == "supervisor":
+        global _SKIP_ALL
+        _SKIP_ALL = _supervisor_problem()
+        os.environ.setdefault("OSCAR_PLUGINS_LOCAL_SUPERVISOR", str(SUPERVISOR))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _SKIP_ALL:
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=f"the supervisor execution cannot run: {_SKIP_ALL}"))
 
 
 @pytest.fixture(scope="session")

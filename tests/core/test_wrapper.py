@@ -159,7 +159,8 @@ def test_service_filters_apply_inside_the_job_folder(tmp_path):
     _proc, out = _run(tmp_path, wrap_script(script, prefixes=["res_"], suffixes=[".png"]), b"x", "svc-f1")
     kept = sorted(p.relative_to(out / "svc-f1").as_posix() for p in (out / "svc-f1").rglob("*") if p.is_file())
     assert kept == sorted([LOG_FILE, STATUS_FILE, "res_a.png", "res_dir/in.png"])
-    deployed = wrapped_outputs("svc", [StorageIO(path="b/out", prefix=["res_"], suffix=[".png"]), StorageIO(path="b/x")])
+    outputs = [StorageIO(path="b/out", prefix=["res_"], suffix=[".png"]), StorageIO(path="b/x")]
+    deployed = wrapped_outputs("svc", outputs)
     assert deployed[0].prefix == ["res_", "svc-"] and deployed[0].suffix == [".png", STATUS_FILE, LOG_FILE]
     assert deployed[1].prefix == [] and deployed[1].suffix == []
     for rel in ("svc-f1/res_a.png", f"svc-f1/{STATUS_FILE}", f"svc-f1/{LOG_FILE}"):
@@ -188,7 +189,8 @@ def test_outputs_upload_directly_and_leave_nothing_to_the_supervisor(tmp_path, l
         if target:
             (bin_dir / name).symlink_to(target)
     manifest, storage = _policy_manifest(local_cluster, f"direct-{tool}")
-    script = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"; mkdir "$TMP_OUTPUT_DIR/d"; echo z > "$TMP_OUTPUT_DIR/d/z"'
+    script = ('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"; mkdir "$TMP_OUTPUT_DIR/d"; '
+              'echo z > "$TMP_OUTPUT_DIR/d/z"')
     proc, out = _run(tmp_path, wrap_script(script), manifest.render(), "job-up", {"PATH": str(bin_dir)})
     assert proc.returncode == 0, proc.stderr
     assert not (out / "job-up").exists()  # nothing for faas-supervisor to upload or to hold in its response
