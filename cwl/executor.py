@@ -34,6 +34,8 @@ from cwltool.workflow import Workflow
 from oscar_plugins import JobState
 
 from .job import OscarCommandLineJob, Submitted
+from .runner import RunnerSpec, format_cpu, format_memory
+from .tool import offloaded_tools
 
 __all__ = ["OscarExecutor"]
 
@@ -78,6 +80,7 @@ class OscarExecutor(MultithreadedJobExecutor):
             raise WorkflowException("runtimeContext.workflow_eval_lock must not be None")
         try:
             self._init_provenance(process, runtime_context)
+            self._deploy_runners(process, runtime_context)
             jobiter = process.job(job_order_object, self.output_callback, runtime_context)
             with lock:
                 for job in jobiter:
@@ -108,6 +111,38 @@ class OscarExecutor(MultithreadedJobExecutor):
                 pool.shutdown(wait=False, cancel_futures=True)
             self.taskqueue.drain()
             self.taskqueue.join()
+
+    def _deploy_runners(self, process: Process, runtime_context: RuntimeContext) -> None:
+        """Deploy the runner services the workflow's tools need before its first job.
+
+        Creating an OSCAR service restarts the cluster's MinIO (``create.go`` registerMinIOWebhook ->
+        ``utils/minio.go`` RestartServer, then a 6 s wait), cutting every transfer in flight: done up front, it
+        never interrupts a running scatter. Tools whose resources come from expressions get theirs when
+        their first job is known.
+        """
+        settings = getattr(runtime_context, "oscar", None)
+        if settings is None or settings.sessions is None or runtime_context.validate_only:
+            return
+        specs: dict[str, tuple[str | None, RunnerSpec]] = {}
+        for tool in offloaded_tools(process):
+            resources = tool.static_resources()
+            if resources is None:
+                continue
+            try:
+                image = tool.image()
+            except WorkflowException:
+                continue
+            target = tool.target
+            cpu, memory = target.cpu or format_cpu(resources[0]), target.memory or format_memory(resources[1])
+            spec = RunnerSpec(image, cpu, memory, target.gpu, target.interlink_node)
+            specs[f"{target.cluster}/{spec.name}"] = (target.cluster, spec)
+        if not specs:
+            return
+        with ThreadPoolExecutor(min(8, len(specs)), thread_name_prefix="oscar-cwl-deploy") as pool:
+            for future in [pool.submit(lambda c, s: settings.sessions.get(c).runner(s), cluster, spec)
+                           for cluster, spec in specs.values()]:
+                future.result()
+        _logger.info("%d runner service(s) ready before the first job", len(specs))
 
     def _busy(self) -> bool:
         return bool(self.taskqueue.in_flight > 0 or self._remote > 0 or self._waiting or self.pending_jobs)

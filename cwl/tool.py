@@ -47,6 +47,7 @@ __all__ = [
     "OscarSettings",
     "make_tool",
     "offload_target",
+    "offloaded_tools",
 ]
 
 #: Image for tools without DockerRequirement (has sh, tar, base64, bash and python3 to fetch inputs).
@@ -191,3 +192,30 @@ class OscarCommandLineTool(CommandLineTool):
         ctx = runtimeContext.copy()
         ctx.select_resources = None
         return super().evalResources(builder, ctx)
+
+    def static_resources(self) -> tuple[float, float] | None:
+        """(cores, RAM MiB) the tool asks for when its ResourceRequirement holds plain numbers (CWL's
+        minimums; 1 core and 256 MiB by default), or None when an expression decides at run time."""
+        req, _ = self.get_requirement("ResourceRequirement")
+        req = req or {}
+        values = []
+        for name, default in (("cores", 1.0), ("ram", 256.0)):
+            low, high = req.get(f"{name}Min"), req.get(f"{name}Max")
+            chosen = low if low is not None else high if high is not None else default
+            if not isinstance(chosen, (int, float)) or isinstance(chosen, bool):
+                return None
+            values.append(float(chosen))
+        return values[0], values[1]
+
+
+def offloaded_tools(process: Any) -> list[OscarCommandLineTool]:
+    """Every offloaded CommandLineTool of a process (a workflow's steps, nested workflows included)."""
+    found: list[OscarCommandLineTool] = []
+    stack = [process]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, OscarCommandLineTool):
+            found.append(item)
+        for step in getattr(item, "steps", None) or []:
+            stack.append(getattr(step, "embedded_tool", None))
+    return found

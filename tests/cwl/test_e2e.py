@@ -275,3 +275,12 @@ def test_concurrent_runs_share_a_new_runner_service(cluster_env, tmp_path):
     for proc, (out, err) in zip(procs, results):
         assert proc.returncode == 0, err
         assert json.loads(out)["out"]["basename"] == "copy.txt"
+
+
+def test_runner_services_are_ready_before_the_first_job(oscar_cwl):
+    # Creating an OSCAR service restarts its MinIO (create.go -> utils/minio.go RestartServer): every runner
+    # service the workflow needs is deployed before its first job, not in the middle of the scatter.
+    run = oscar_cwl("two-tools-wf.cwl", "--items", "a", "--items", "b")
+    assert run.code == 0, run.stderr
+    ready = run.stderr.index("2 runner service(s) ready before the first job")
+    assert ready < run.stderr.index("submitted to OSCAR")
