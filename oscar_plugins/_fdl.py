@@ -365,6 +365,8 @@ class Service(_Model):
             env.pop("secrets")
         if version is not None and isinstance(data.get("expose"), dict):
             data["expose"] = _expose_for(data["expose"], version)
+        if version is not None:
+            _federation_for(data, version)
         return data
 
     def spec_hash(self) -> str:
@@ -414,6 +416,21 @@ def _drop_hidden_keys(data: dict[str, Any]) -> None:
                 providers.pop(kind)
     if not providers:
         data.pop("storage_providers")
+
+
+def _federation_for(data: dict[str, Any], version: tuple[int, int, int]) -> None:
+    """Federation members are ``federation.members`` from v4.1 and top-level ``replicas`` (with ``delegation``
+    and ``rescheduler_threshold``) before (``types.Service``); the other shape is dropped by the server."""
+    federation = data.get("federation")
+    if version < (4, 1, 0) and isinstance(federation, dict):
+        data.pop("federation")
+        data.setdefault("replicas", federation.get("members") or [])
+        for key in ("delegation", "rescheduler_threshold"):
+            if key in federation:
+                data.setdefault(key, federation[key])
+    elif version >= (4, 1, 0) and data.get("replicas") and not federation:
+        data["federation"] = {"members": data.pop("replicas"),
+                              **{k: data.pop(k) for k in ("delegation", "rescheduler_threshold") if k in data}}
 
 
 def _expose_for(expose: dict[str, Any], version: tuple[int, int, int]) -> dict[str, Any]:

@@ -15,15 +15,16 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -40,6 +41,19 @@ CAS_PREFIX = "oscar-plugins/cas/"
 _CHUNK = 8 * 1024 * 1024
 _PART = 8 * 1024 * 1024
 _MAX_PART = 32 * 1024 * 1024
+log = logging.getLogger("oscar_plugins")
+
+
+def _transient(error: StorageError | ConnectionFailed) -> bool:
+    """Whether an upload may work when tried again whole: the store was away, failed (5xx), or forgot a
+    multipart upload (a restart); not a refusal (403, a missing bucket, a bad request)."""
+    if isinstance(error, ConnectionFailed):
+        return True
+    code = error.code or ""
+    return code in ("", "NoSuchUpload", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout") or (
+        code.isdigit() and int(code) >= 500)
+
+
 _S3_ERRORS: Mapping[str, str] = {
     "NoSuchBucket": "bucket {bucket!r} does not exist: is the service deployed with that input/output path?",
     "NoSuchKey": "object {bucket}/{key} does not exist",
@@ -200,6 +214,8 @@ class Storage:
                               max_concurrency=self.max_concurrency, use_threads=True)
 
     def _error(self, exc: Exception, bucket: str, key: str = "") -> StorageError | ConnectionFailed:
+        if isinstance(exc, (StorageError, ConnectionFailed)):
+            return exc
         from botocore.exceptions import ClientError, EndpointConnectionError
 
         if isinstance(exc, EndpointConnectionError):
@@ -238,10 +254,8 @@ class Storage:
         size = path.stat().st_size
         if self.exists(bucket, key) == size:
             return key
-        try:
-            self.client.upload_file(str(path), bucket, key, Config=self._transfer_config())
-        except Exception as exc:
-            raise self._error(exc, bucket, key) from None
+        self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
+                    bucket, key)
         with self._lock:
             self.bytes_uploaded += size
         return key
@@ -250,19 +264,35 @@ class Storage:
         key = CAS_PREFIX + hashlib.sha256(data).hexdigest()
         if self.exists(bucket, key) == len(data):
             return key
-        try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=data)
-        except Exception as exc:
-            raise self._error(exc, bucket, key) from None
+        self._whole(lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data), bucket, key)
         with self._lock:
             self.bytes_uploaded += len(data)
         return key
 
     def upload(self, bucket: str, key: str, path: Path) -> None:
-        try:
-            self.client.upload_file(str(path), bucket, key, Config=self._transfer_config())
-        except Exception as exc:
-            raise self._error(exc, bucket, key) from None
+        self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
+                    bucket, key)
+
+    #: Seconds to wait before each new attempt of a whole upload.
+    whole_upload_delays: ClassVar[tuple[float, ...]] = (2.0, 5.0, 10.0)
+
+    def _whole(self, upload: Callable[[], object], bucket: str, key: str) -> None:
+        """Run an upload, and run it again whole when the store went away under it.
+
+        boto3 retries each request; a store that restarts (OSCAR restarts MinIO on every service create,
+        ``utils/minio.go`` RestartServer, then waits 6 s) can outlast those retries or forget a multipart
+        upload in flight. Client errors (4xx other than a forgotten upload) fail at once.
+        """
+        for delay in (*self.whole_upload_delays, None):
+            try:
+                upload()
+                return
+            except Exception as exc:
+                error = self._error(exc, bucket, key)
+                if delay is None or not _transient(error):
+                    raise error from None
+                log.warning("upload of %s/%s failed (%s); trying it again in %.0f s", bucket, key, error, delay)
+                time.sleep(delay)
 
     def presign_get(self, bucket: str, key: str, expires: int = 7 * 24 * 3600) -> str:
         """A URL that lets anyone GET the object for ``expires`` seconds (S3 allows at most 7 days)."""

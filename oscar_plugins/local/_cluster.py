@@ -117,6 +117,7 @@ class LocalCluster:
         execution: ``builtin`` runs jobs by faas-supervisor's rules (the default); ``supervisor`` runs each
             job through the real faas-supervisor as a pod does; default ``OSCAR_PLUGINS_LOCAL_EXECUTION``.
         supervisor: faas-supervisor's source folder for ``supervisor`` (default ``OSCAR_PLUGINS_LOCAL_SUPERVISOR``).
+        continue_ttl: seconds a job list's continue token stays usable (Kubernetes: about 5 minutes).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class LocalCluster:
         oidc_issuers: Sequence[str] = (),
         execution: str | None = None,
         supervisor: str | os.PathLike[str] | None = None,
+        continue_ttl: float = 300.0,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir is not None else default_data_dir()
         self.port, self.host, self.s3_port = port, host, s3_port
@@ -144,6 +146,7 @@ class LocalCluster:
         self._engine_choice, self.run_timeout, self.s3_events = engine, run_timeout, s3_events
         self.persona = persona(oscar_version or os.environ.get(ENV_VERSION) or None)
         self.minio_restart, self.oidc_issuers = float(minio_restart), tuple(oidc_issuers)
+        self.continue_ttl = float(continue_ttl)
         self.execution = execution or os.environ.get(ENV_EXECUTION) or "builtin"
         if self.execution not in ("builtin", "supervisor"):
             raise LocalClusterError(f"execution {self.execution!r} is not one of builtin, supervisor")
@@ -254,7 +257,7 @@ class LocalCluster:
         config = RuntimeConfig(self.data_dir, self._creds, endpoint, self.engine, self.cpus, self.memory,
                                self.run_timeout, hook_secret, self._s3.events, persona=self.persona,
                                minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers,
-                               supervisor=self._supervisor)
+                               supervisor=self._supervisor, continue_ttl=self.continue_ttl)
         runtime = Runtime(config, self._store, self._storage, s3_restart=self._s3.restart)
         runtime.recover()
         # Idle keep-alive connections stay open 75 s (nginx's default; Go's server has no limit): with

@@ -34,12 +34,10 @@ from oscar_plugins.local._scheduler import Unschedulable
 from oscar_plugins.local._store import FAILED, DuplicateJobError
 from oscar_plugins.local._web import authenticate, error, go_json, runtime_of, text
 
-__all__ = ["CONTINUE_TTL", "ETCD_LIMIT", "INVOKE_ROUTES", "PAGE_SIZE"]
+__all__ = ["ETCD_LIMIT", "INVOKE_ROUTES", "PAGE_SIZE"]
 
 #: ``JOB_LISTING_LIMIT`` (default 70).
 PAGE_SIZE = 70
-#: Seconds a Kubernetes continue token stays usable (the API server's compaction interval, 5 min).
-CONTINUE_TTL = 300.0
 #: Kubernetes refuses objects larger than etcd's request limit (1.5 MiB): the body is in the Job object.
 ETCD_LIMIT = 3 << 19
 _TEXT = "text/plain; charset=utf-8"
@@ -200,14 +198,14 @@ def _read_token(token: str) -> tuple[str, float]:
 
 def _listing(runtime: Runtime, service: str, token: str | None, owner: str | None) -> Response:
     """A page of ``{"jobs": ..., "next_page"}``: later pages show the jobs as they were when the first page
-    was read (its snapshot), and a token older than :data:`CONTINUE_TTL` is refused with 500."""
+    was read (its snapshot), and a token older than the cluster's ``continue_ttl`` is refused with 500."""
     after, snapshot = None, None
     if token:
         try:
             after, snapshot = _read_token(token)
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             return text(f'continue key is not valid: illegal base64 data at input byte 0: "{token}"', 500)
-        if time.time() - snapshot > CONTINUE_TTL:
+        if time.time() - snapshot > runtime.config.continue_ttl:
             return text(_EXPIRED, 500)
     first = snapshot is None
     taken = time.time() if first else snapshot

@@ -84,6 +84,8 @@ class RuntimeConfig:
     #: (``utils/minio.go`` RestartServer: restart, then 6 s); 0 = no restart.
     minio_restart: float = 0.0
     oidc_issuers: tuple[str, ...] = ()
+    #: Seconds a job list's continue token stays usable (Kubernetes compacts its history every 5 minutes).
+    continue_ttl: float = 300.0
     #: Run jobs through the real faas-supervisor (``_podrun``); None: by its rules (``_supervisor``).
     supervisor: SupervisorSource | None = None
 
