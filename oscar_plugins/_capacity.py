@@ -30,6 +30,10 @@ def _num(value: Any) -> float:
         return 0.0
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def free_capacity(status: Mapping[str, Any]) -> tuple[float, int]:
     """Room for new jobs, (cores, memory bytes), from a ``GET /system/status`` body.
 
@@ -40,9 +44,9 @@ def free_capacity(status: Mapping[str, Any]) -> tuple[float, int]:
     if not isinstance(status, Mapping):
         return 0.0, 0
     cluster = status.get("cluster")
-    metrics = (cluster.get("metrics") or {}) if isinstance(cluster, Mapping) else {}
+    metrics = _mapping(cluster.get("metrics")) if isinstance(cluster, Mapping) else {}
     if metrics:
-        cpu, memory = metrics.get("cpu") or {}, metrics.get("memory") or {}
+        cpu, memory = _mapping(metrics.get("cpu")), _mapping(metrics.get("memory"))
         if "total_schedulable_cores" in cpu:
             return _num(cpu.get("total_schedulable_cores")) / 1000.0, int(_num(memory.get("total_schedulable_bytes")))
         return _num(cpu.get("total_free_cores")) / 1000.0, int(_num(memory.get("total_free_bytes")))

@@ -73,8 +73,9 @@ def parse_job_list(body: Any) -> tuple[dict[str, JobInfo], str | None]:
     if isinstance(body.get("jobs"), dict) and ("next_page" in body or "remaining_jobs" in body
                                                or all(isinstance(v, dict) for v in body["jobs"].values())):
         token = body.get("next_page") or None
-        return {str(k): dict(v or {}) for k, v in body["jobs"].items()}, (str(token) if token else None)
-    return {str(k): dict(v or {}) for k, v in body.items() if isinstance(v, dict)}, None
+        jobs = {str(k): dict(v) if isinstance(v, dict) else {} for k, v in body["jobs"].items()}
+        return jobs, (token if isinstance(token, str) else None)
+    return {str(k): dict(v) for k, v in body.items() if isinstance(v, dict)}, None
 
 
 #: Job names count milliseconds DOWN from here, so that newer names sort first (see new_job_name).
@@ -195,29 +196,46 @@ class OscarClient:
         except OscarError:
             return False
 
+    def _object(self, path: str) -> dict[str, Any]:
+        """``GET path`` answered with a JSON object.
+
+        Raises:
+            OscarError: the answer is not a JSON object (the call and what came back are named).
+        """
+        body = self._json("GET", path)
+        if not isinstance(body, dict):
+            raise OscarError(f"GET {path} on {self.profile.name!r} answered a {type(body).__name__}, not a JSON "
+                             f"object: is {self.profile.endpoint} an OSCAR endpoint, and not a proxy or a login page?")
+        return body
+
     def info(self) -> dict[str, Any]:
         if self._info is None:
-            self._info = dict(self._json("GET", "/system/info"))
+            self._info = self._object("/system/info")
         return self._info
 
     @property
     def version(self) -> tuple[int, int, int]:
-        return parse_version(str(self.info().get("version") or ""))
+        version = self.info().get("version")
+        return parse_version(version if isinstance(version, str) else "")
 
     def config(self) -> dict[str, Any]:
         if self._config is None:
-            self._config = dict(self._json("GET", "/system/config"))
+            self._config = self._object("/system/config")
         return self._config
 
     def status(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/system/status"))
+        return self._object("/system/status")
 
     @property
     def storage(self) -> Storage:
         """The cluster's MinIO, with the credentials ``/system/config`` gives this user."""
         with self._lock:
             if self._storage is None:
-                self._storage = Storage.from_minio_provider(self.config().get("minio_provider") or {})
+                provider = self.config().get("minio_provider") or {}
+                if not isinstance(provider, dict):
+                    raise OscarError(f"GET /system/config on {self.profile.name!r} gave minio_provider as a "
+                                     f"{type(provider).__name__}, not an object: the cluster's storage is unknown")
+                self._storage = Storage.from_minio_provider(provider)
             return self._storage
 
     # -- services ----------------------------------------------------------------------------------
@@ -446,6 +464,7 @@ class OscarClient:
         """
         page: str | None = None
         restarts = 0
+        seen: set[str] = set()
         call = f"GET /system/logs/{service}"
         while True:
             params = {"page": page} if page else None
@@ -466,6 +485,10 @@ class OscarClient:
             yield jobs
             if not page:
                 return
+            if page in seen:
+                raise OscarError(f"{call} on cluster {self.profile.name!r} gave a page token it gave before: the "
+                                 "listing would never end (a proxy caching the answer?); list the jobs again later")
+            seen.add(page)
 
     def list_jobs(self, service: str) -> dict[str, JobInfo]:
         """All jobs of a service (every page)."""

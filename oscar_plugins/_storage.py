@@ -134,8 +134,8 @@ class Storage:
 
     @classmethod
     def from_minio_provider(cls, provider: Mapping[str, Any]) -> Storage:
-        endpoint = str(provider.get("endpoint") or "")
-        if not endpoint:
+        endpoint = provider.get("endpoint") or ""
+        if not isinstance(endpoint, str) or not endpoint:
             raise StorageError("the cluster's /system/config names no MinIO endpoint: staging is impossible")
         if "://" not in endpoint:
             endpoint = ("https://" if provider.get("verify", True) else "http://") + endpoint
