@@ -235,6 +235,8 @@ class OscarClient:
                 if not isinstance(provider, dict):
                     raise OscarError(f"GET /system/config on {self.profile.name!r} gave minio_provider as a "
                                      f"{type(provider).__name__}, not an object: the cluster's storage is unknown")
+                if not self.profile.ssl_verify:  # the profile's ssl_verify: false holds for its MinIO too
+                    provider = {**provider, "verify": False}
                 self._storage = Storage.from_minio_provider(provider)
             return self._storage
 

@@ -38,6 +38,7 @@ from oscar_plugins.local._podrun import find_supervisor
 from oscar_plugins.local._runtime import Runtime, RuntimeConfig
 from oscar_plugins.local._storage import S3Process, Storage, warm_session
 from oscar_plugins.local._store import Store
+from oscar_plugins.local._tls import TlsFiles, ensure_tls
 
 __all__ = ["ENV_ENGINE", "ENV_EXECUTION", "ENV_VERSION", "LocalCluster"]
 
@@ -118,6 +119,8 @@ class LocalCluster:
             job through the real faas-supervisor as a pod does; default ``OSCAR_PLUGINS_LOCAL_EXECUTION``.
         supervisor: faas-supervisor's source folder for ``supervisor`` (default ``OSCAR_PLUGINS_LOCAL_SUPERVISOR``).
         continue_ttl: seconds a job list's continue token stays usable (Kubernetes: about 5 minutes).
+        tls: serve HTTPS (API and S3) with a certificate of a CA generated in the data directory; clients
+            trust ``info().ca`` (``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, ``AWS_CA_BUNDLE``).
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class LocalCluster:
         execution: str | None = None,
         supervisor: str | os.PathLike[str] | None = None,
         continue_ttl: float = 300.0,
+        tls: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir is not None else default_data_dir()
         self.port, self.host, self.s3_port = port, host, s3_port
@@ -146,7 +150,8 @@ class LocalCluster:
         self._engine_choice, self.run_timeout, self.s3_events = engine, run_timeout, s3_events
         self.persona = persona(oscar_version or os.environ.get(ENV_VERSION) or None)
         self.minio_restart, self.oidc_issuers = float(minio_restart), tuple(oidc_issuers)
-        self.continue_ttl = float(continue_ttl)
+        self.continue_ttl, self.tls = float(continue_ttl), bool(tls)
+        self._tls: TlsFiles | None = None
         self.execution = execution or os.environ.get(ENV_EXECUTION) or "builtin"
         if self.execution not in ("builtin", "supervisor"):
             raise LocalClusterError(f"execution {self.execution!r} is not one of builtin, supervisor")
@@ -173,7 +178,7 @@ class LocalCluster:
     def endpoint(self) -> str:
         """``http://host:port`` of the OSCAR API."""
         port = self._sock.getsockname()[1] if self._sock is not None else self.port
-        return f"http://{_url_host(self.host)}:{port}"
+        return f"{'https' if self.tls else 'http'}://{_url_host(self.host)}:{port}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -208,7 +213,9 @@ class LocalCluster:
     def info(self) -> LocalClusterInfo:
         """Connection details of the running cluster."""
         return LocalClusterInfo(self.endpoint, self.username, self.password, self.s3_endpoint,
-                                self.s3_access_key, self.s3_secret_key, self.data_dir, os.getpid())
+                                self.s3_access_key, self.s3_secret_key, self.data_dir, os.getpid(),
+                                self._tls.ca if self._tls is not None else None, self.persona.version,
+                                self.execution, self.engine)
 
     # lifecycle ----------------------------------------------------------------------------------
     def _lock_data_dir(self) -> None:
@@ -247,22 +254,27 @@ class LocalCluster:
         if not self.s3_port and s3_port and not _port_free(self.host, s3_port):
             s3_port = 0
         hook = f"{self.endpoint}/internal/s3-events"
+        self._tls = ensure_tls(self.data_dir, self.host) if self.tls else None
         self._s3 = S3Process(self.data_dir, self.host, s3_port, self._creds, hook, hook_secret,
-                             poll=self.s3_events == "poll")
+                             poll=self.s3_events == "poll", tls=self._tls)
         self._s3.launch()
         session = warm_session()  # loads boto3's S3 model while the S3 child starts
         self._s3.wait_ready()
-        endpoint = f"http://{_url_host(self.host)}:{self._s3.port}"
-        self._storage = Storage(endpoint, self._creds.s3_access_key, self._creds.s3_secret_key, session=session)
+        endpoint = f"{self._s3.scheme}://{_url_host(self.host)}:{self._s3.port}"
+        ca = str(self._tls.ca) if self._tls is not None else None
+        self._storage = Storage(endpoint, self._creds.s3_access_key, self._creds.s3_secret_key, session=session, ca=ca)
         config = RuntimeConfig(self.data_dir, self._creds, endpoint, self.engine, self.cpus, self.memory,
                                self.run_timeout, hook_secret, self._s3.events, persona=self.persona,
                                minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers,
-                               supervisor=self._supervisor, continue_ttl=self.continue_ttl)
+                               supervisor=self._supervisor, continue_ttl=self.continue_ttl,
+                               s3_verify=self._tls is not None, ca=ca)
         runtime = Runtime(config, self._store, self._storage, s3_restart=self._s3.restart)
         runtime.recover()
         # Idle keep-alive connections stay open 75 s (nginx's default; Go's server has no limit): with
         # uvicorn's 5 s, a client reusing a connection just as the server closes it gets a reset.
         uv_config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="on",
+                                   ssl_certfile=str(self._tls.cert) if self._tls else None,
+                                   ssl_keyfile=str(self._tls.key) if self._tls else None,
                                    timeout_graceful_shutdown=5, timeout_keep_alive=75)
         self._server = uvicorn.Server(uv_config)
         write_json_atomic(self.data_dir / "ports.json", {"api": self._sock.getsockname()[1], "s3": self._s3.port})

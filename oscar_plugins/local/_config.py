@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import secrets
+import ssl
 import string
 import tempfile
 import urllib.parse
@@ -85,6 +86,13 @@ class LocalClusterInfo:
     s3_secret_key: str = field(repr=False)
     data_dir: Path
     pid: int | None = None
+    #: The CA certificate to trust when the cluster serves HTTPS (``local up --tls``).
+    ca: Path | None = None
+    #: The OSCAR release it answers as, how it runs jobs (``builtin`` rules or the real ``supervisor``), and
+    #: where (``host`` or a container engine).
+    oscar_version: str = ""
+    execution: str = ""
+    engine: str = ""
 
 
 def inside(base: Path, *parts: str) -> Path:
@@ -104,9 +112,16 @@ def inside(base: Path, *parts: str) -> Path:
 
 
 def http_ok(url: str, timeout: float = 3.0) -> bool:
-    """Whether ``GET url`` (plain http) answers 200; no proxies, no TLS set-up."""
+    """Whether ``GET url`` answers 200; no proxies. HTTPS is not verified: this only asks a server of our
+    own on this machine whether it is up."""
     parts = urllib.parse.urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        connection = http.client.HTTPSConnection(host, port or 443, timeout=timeout,
+                                                 context=ssl._create_unverified_context())  # noqa: S323 - loopback
+    else:
+        connection = http.client.HTTPConnection(host, port or 80, timeout=timeout)
     try:
         connection.request("GET", parts.path or "/")
         return connection.getresponse().status == 200

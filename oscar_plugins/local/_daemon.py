@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -77,8 +77,11 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> LocalClusterInfo |
     if not http_ok(f"{meta['endpoint']}/health"):
         return None
     creds = load_or_create_credentials(path)
+    ca = Path(meta["ca"]) if meta.get("ca") else None
     return LocalClusterInfo(str(meta["endpoint"]), creds.username, creds.password, str(meta["s3_endpoint"]),
-                            creds.s3_access_key, creds.s3_secret_key, path, int(meta["pid"]))
+                            creds.s3_access_key, creds.s3_secret_key, path, int(meta["pid"]), ca,
+                            str(meta.get("oscar_version", "")), str(meta.get("execution", "")),
+                            str(meta.get("engine", "")))
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -95,8 +98,11 @@ def up(
     memory: int | None = None,
     host: str = "127.0.0.1",
     timeout: float = 90.0,
+    serve_args: Sequence[str] = (),
 ) -> LocalClusterInfo:
     """Start the daemon for ``data_dir`` (detached) unless it runs already; return its details.
+
+    ``serve_args`` are more options of ``local serve`` (``--oscar-version``, ``--tls``, ...).
 
     Raises:
         LocalClusterError: it did not become healthy; the message quotes the end of server.log.
@@ -113,14 +119,15 @@ def up(
                 if running is not None:
                     return running
                 time.sleep(0.2)
-        return _spawn(path, port, cpus, memory, host, timeout)
+        return _spawn(path, port, cpus, memory, host, timeout, serve_args)
 
 
 def _spawn(
-    path: Path, port: int, cpus: float | None, memory: int | None, host: str, timeout: float
+    path: Path, port: int, cpus: float | None, memory: int | None, host: str, timeout: float,
+    serve_args: Sequence[str] = (),
 ) -> LocalClusterInfo:
     cmd = [sys.executable, "-m", "oscar_plugins.local", "serve", "--data-dir", str(path), "--port", str(port),
-           "--host", host]
+           "--host", host, *serve_args]
     if cpus is not None:
         cmd += ["--cpus", str(cpus)]
     if memory is not None:

@@ -114,10 +114,12 @@ class Runner:
 
     def __init__(self, store: Store, storage: Storage, engine: str, run_timeout: float, *,
                  persona: Persona | None = None, supervisor: SupervisorSource | None = None,
-                 secret_key: str = "") -> None:
+                 secret_key: str = "", trust: dict[str, str] | None = None) -> None:
         self.store, self.storage, self.engine, self.run_timeout = store, storage, engine, run_timeout
         self.persona = persona or default_persona()
         self.supervisor, self._secret_key = supervisor, secret_key
+        #: Variables that make a job's HTTPS clients trust the cluster's CA (``tls``), as a pod trusts its cluster's.
+        self.trust = dict(trust or {})
 
     async def execute(self, ex: Execution) -> None:
         """Run an execution to its end and record the outcome."""
@@ -191,7 +193,7 @@ class Runner:
         """The job as a pod runs it: ``echo $EVENT | supervisor`` with the real faas-supervisor."""
         assert self.supervisor is not None
         base = {"PATH": build_env(ex.service, ex.work, input_file=None, job_name=None, object_key=None)["PATH"],
-                "HOME": str(ex.work.root), "LANG": "C.UTF-8"}
+                "HOME": str(ex.work.root), "LANG": "C.UTF-8", **self.trust}
         env = pod_env(ex.service, self.persona, event=ex.event or b"", job=ex.name, work=ex.work.root, base=base)
         config = function_config(self.persona, ex.service)
         cmd = await asyncio.to_thread(pod_command, self.supervisor, ex.work.root, config,
@@ -255,8 +257,8 @@ class Runner:
         return cmd, container_env(self.engine, {k: env[k] for k in names}, base)
 
     async def _run_script(self, ex: Execution, log: JobLog, object_key: str | None) -> int:
-        env = build_env(ex.service, ex.work, input_file=ex.input_file, job_name=None if ex.sync else ex.name,
-                        object_key=object_key)
+        env = {**self.trust, **build_env(ex.service, ex.work, input_file=ex.input_file,
+                                         job_name=None if ex.sync else ex.name, object_key=object_key)}
         cmd, proc_env = self._command(ex, env)
         code = await self._watch(ex, cmd, proc_env, log.output)
         log.flush_output()

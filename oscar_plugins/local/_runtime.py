@@ -54,6 +54,7 @@ from oscar_plugins.local._services import (
 from oscar_plugins.local._storage import REGION, Storage
 from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
 from oscar_plugins.local._supervisor import minio_event
+from oscar_plugins.local._tls import trust_env
 
 __all__ = ["MAX_ARG_STRLEN", "Runtime", "RuntimeConfig", "event_owner"]
 
@@ -86,6 +87,8 @@ class RuntimeConfig:
     oidc_issuers: tuple[str, ...] = ()
     #: Seconds a job list's continue token stays usable (Kubernetes compacts its history every 5 minutes).
     continue_ttl: float = 300.0
+    #: The CA the cluster's HTTPS certificates come from (``tls``); jobs trust it.
+    ca: str | None = None
     #: Run jobs through the real faas-supervisor (``_podrun``); None: by its rules (``_supervisor``).
     supervisor: SupervisorSource | None = None
 
@@ -122,7 +125,8 @@ class Runtime:
         self.s3_restart = s3_restart
         self.oidc = OidcVerifier(list(config.oidc_issuers))
         runner = Runner(store, storage, config.engine, config.run_timeout, persona=config.persona,
-                        supervisor=config.supervisor, secret_key=config.creds.s3_secret_key)
+                        supervisor=config.supervisor, secret_key=config.creds.s3_secret_key,
+                        trust=trust_env(Path(config.ca)) if config.ca else {})
         self.scheduler = Scheduler(config.cpus, config.memory, runner)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None

@@ -25,6 +25,7 @@ import os
 import queue
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -35,10 +36,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
+from oscar_plugins.local._listen import EventHub, listen_stream
 from oscar_plugins.local._s3persist import DiskMirror
 from oscar_plugins.local._sigv4 import SignatureProblem, verify, verify_post
+from oscar_plugins.local._supervisor import minio_event
 
 __all__ = ["main"]
 
@@ -50,10 +53,13 @@ _HOOKED = ("put_object", "complete_multipart_upload", "copy_object", "delete_obj
 class WebhookSender:
     """Send object-created events to the API server in batches, retrying while it is unreachable."""
 
-    def __init__(self, url: str, secret: str) -> None:
+    def __init__(self, url: str, secret: str, ca: str = "") -> None:
         self._url, self._secret = url, secret
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list[Any] = [urllib.request.ProxyHandler({})]
+        if ca:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
+        self._opener = urllib.request.build_opener(*handlers)
         self._thread = threading.Thread(target=self._loop, name="s3-webhook", daemon=True)
         self._thread.start()
 
@@ -160,8 +166,8 @@ def reload_objects(backend: Any, mirror: DiskMirror) -> int:
 class Hooks:
     """Patches of moto's S3 backend that mirror objects to disk and emit bucket events."""
 
-    def __init__(self, mirror: DiskMirror, sender: WebhookSender | None) -> None:
-        self.mirror, self.sender = mirror, sender
+    def __init__(self, mirror: DiskMirror, sender: WebhookSender | None, hub: EventHub, principal: str) -> None:
+        self.mirror, self.sender, self.hub, self.principal = mirror, sender, hub, principal
         self._locks = [threading.RLock() for _ in range(64)]
 
     def _lock(self, bucket: str, key: str) -> threading.RLock:
@@ -173,9 +179,16 @@ class Hooks:
             bucket, key.name, _copy_value(key), key.etag, dict(key.metadata), _timestamp(key.last_modified)
         )
         key._oscar_mirrored = True
+        etag = key.etag.strip('"')
         if self.sender is not None:
             payload = {"id": uuid.uuid4().hex, "event": event, "bucket": bucket, "key": key.name}
-            self.sender.send({**payload, "size": int(key.size), "etag": key.etag.strip('"')})
+            self.sender.send({**payload, "size": int(key.size), "etag": etag})
+        self.announce(bucket, key.name, event, int(key.size), etag)
+
+    def announce(self, bucket: str, key: str, event: str, size: int = 0, etag: str = "") -> None:
+        """Tell the open listening requests (MinIO's listen API) about an object event."""
+        record = minio_event(bucket, key, self.principal, size, etag, event)["Records"][0]
+        self.hub.publish(bucket, key, event, record)
 
     def install(self, backend_cls: Any, key_cls: Any) -> None:
         """Wrap the backend's object and bucket methods."""
@@ -213,6 +226,7 @@ class Hooks:
                 result = originals["delete_object"](self, bucket_name, key_name, *a, **kw)
                 if type(self.get_bucket(bucket_name).keys.get(key_name)).__name__ != "FakeKey":
                     hooks.mirror.object_deleted(bucket_name, key_name)
+                    hooks.announce(bucket_name, key_name, "s3:ObjectRemoved:Delete")
             return result
 
         def create_bucket(self: Any, bucket_name: str, *a: Any, **kw: Any) -> Any:
@@ -246,10 +260,11 @@ class Hooks:
 
 
 class SigV4Middleware:
-    """WSGI middleware refusing requests not signed with the cluster's S3 credentials."""
+    """WSGI middleware refusing requests not signed with the cluster's S3 credentials; it also answers
+    MinIO's listening requests (``GET /<bucket>?events=...``), which moto does not know."""
 
-    def __init__(self, app: Any, access_key: str, secret_key: str) -> None:
-        self.app, self.access_key, self.secret_key = app, access_key, secret_key
+    def __init__(self, app: Any, access_key: str, secret_key: str, hub: EventHub | None = None) -> None:
+        self.app, self.access_key, self.secret_key, self.hub = app, access_key, secret_key, hub
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if _is_form_upload(environ):
@@ -272,8 +287,23 @@ class SigV4Middleware:
             self.secret_key,
         )
         if problem is None:
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+            listening = self._listen(environ, start_response)
+            return listening if listening is not None else self.app(environ, start_response)
         return _refuse(problem, environ, start_response)
+
+    def _listen(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes] | None:
+        path = str(environ.get("PATH_INFO", "/")).strip("/")
+        query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+        bucket_get = environ.get("REQUEST_METHOD") == "GET" and bool(path) and "/" not in path
+        if self.hub is None or not bucket_get or "events" not in query:
+            return None
+        try:
+            ping = float(query["ping"][0]) if query.get("ping") else None
+        except ValueError:
+            ping = None
+        listener = self.hub.subscribe(unquote(path), query)
+        start_response("200 OK", [("Content-Type", "application/json"), ("Cache-Control", "no-cache")])
+        return listen_stream(self.hub, listener, ping)
 
     def _check_form(self, environ: dict[str, Any]) -> SignatureProblem | None:
         """A browser-based upload (``POST /<bucket>``, multipart form): its policy decides. The body is
@@ -329,13 +359,15 @@ def _serve(args: argparse.Namespace, config: dict[str, str]) -> None:
     backend = models.s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     restored = reload_objects(backend, mirror)
     hookable = all(hasattr(models.S3Backend, n) for n in _HOOKED) and not args.poll
-    sender = WebhookSender(config["hook_url"], config["hook_secret"]) if hookable else None
+    sender = WebhookSender(config["hook_url"], config["hook_secret"], config.get("hook_ca", "")) if hookable else None
+    hub = EventHub()
     if hookable:
-        Hooks(mirror, sender).install(models.S3Backend, models.FakeKey)
+        Hooks(mirror, sender, hub, config["access_key"]).install(models.S3Backend, models.FakeKey)
     else:
         log.warning("moto's S3 backend cannot be hooked: bucket triggers fall back to polling")
-    app = SigV4Middleware(create_backend_app("s3"), config["access_key"], config["secret_key"])
-    server = make_server(args.host, args.port, app, threaded=True)
+    app = SigV4Middleware(create_backend_app("s3"), config["access_key"], config["secret_key"], hub)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    server = make_server(args.host, args.port, app, threaded=True, ssl_context=tls)
     thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="s3-server", daemon=True)
     thread.start()
     ready = {"port": server.server_address[1], "events": "webhook" if hookable else "poll", "objects": restored}
@@ -363,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--poll", action="store_true", help="do not hook moto; the API server polls")
+    parser.add_argument("--tls-cert", default="", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", default="", help="and this key (PEM)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

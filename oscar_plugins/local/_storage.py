@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from oscar_plugins._sigv4 import host_header, object_path, sign_headers, wire_path
 from oscar_plugins.local._config import Credentials, LocalClusterError
+from oscar_plugins.local._tls import TlsFiles
 
 __all__ = ["REGION", "S3Process", "Storage", "bucket_name_problem", "split_path"]
 
@@ -57,16 +58,21 @@ class S3Process:
     """The S3 child process (``python -m oscar_plugins.local._s3``)."""
 
     def __init__(
-        self, data_dir: Path, host: str, port: int, creds: Credentials, hook_url: str, hook_secret: str, poll: bool
+        self, data_dir: Path, host: str, port: int, creds: Credentials, hook_url: str, hook_secret: str, poll: bool,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._args = [sys.executable, "-m", "oscar_plugins.local._s3", "--data-dir", str(data_dir)]
         self._args += ["--host", host, "--port", str(port)] + (["--poll"] if poll else [])
+        if tls is not None:
+            self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         self._secrets = {
             "access_key": creds.s3_access_key,
             "secret_key": creds.s3_secret_key,
             "hook_url": hook_url,
             "hook_secret": hook_secret,
+            "hook_ca": str(tls.ca) if tls is not None else "",
         }
+        self.scheme = "https" if tls is not None else "http"
         self.host = host
         self.port = 0
         self.events = "webhook"
@@ -76,7 +82,7 @@ class S3Process:
     def endpoint(self) -> str:
         """``http://host:port`` of the S3 server."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the child and wait until it listens (:meth:`launch` then :meth:`wait_ready`)."""
@@ -171,7 +177,7 @@ def upload_file(client: Any, path: str, bucket: str, key: str) -> None:
 
 def make_client(
     endpoint: str | None, access_key: str, secret_key: str, region: str = REGION,
-    session: boto3.session.Session | None = None,
+    session: boto3.session.Session | None = None, verify: bool | str = True,
 ) -> Any:
     """A boto3 S3 client (path-style, no proxies from the environment for loopback endpoints)."""
     loopback = endpoint is not None and ("127.0.0.1" in endpoint or "localhost" in endpoint or "[::1]" in endpoint)
@@ -189,6 +195,7 @@ def make_client(
         aws_secret_access_key=secret_key,
         region_name=region or REGION,
         config=config,
+        verify=verify,
     )
 
 
@@ -197,10 +204,11 @@ class Storage:
 
     def __init__(
         self, endpoint: str, access_key: str, secret_key: str, workers: int = 8,
-        session: boto3.session.Session | None = None,
+        session: boto3.session.Session | None = None, ca: str | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self.client = make_client(endpoint, access_key, secret_key, session=session)
+        self.verify: bool | str = ca or True
+        self.client = make_client(endpoint, access_key, secret_key, session=session, verify=self.verify)
         self._keys = (access_key, secret_key)
         self.access_key = access_key
         self._http: httpx.Client | None = None
@@ -226,7 +234,7 @@ class Storage:
         with open(path, "rb") as fh:
             data = fh.read()
         if self._http is None:
-            self._http = httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0), trust_env=False)
+            self._http = httpx.Client(timeout=httpx.Timeout(120.0, connect=10.0), trust_env=False, verify=self.verify)
         target = object_path(bucket, key)
         digest = hashlib.sha256(data).hexdigest()
         status, text = 0, ""

@@ -209,7 +209,8 @@ def response_memory(files: Sequence[int]) -> int:
     return RESPONSE_BASELINE + (11 * sum(files) + 2) // 3
 
 
-def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str = "") -> dict[str, Any]:
+def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str = "",
+                name: str = "s3:ObjectCreated:Put") -> dict[str, Any]:
     """The body MinIO's webhook posts to ``/job/<service>`` for an object created (one record)."""
     from datetime import datetime, timezone
     from urllib.parse import quote_plus
@@ -217,7 +218,7 @@ def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     record = {
         "eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "", "eventTime": now,
-        "eventName": "s3:ObjectCreated:Put", "userIdentity": {"principalId": principal},
+        "eventName": name, "userIdentity": {"principalId": principal},
         "requestParameters": {"principalId": principal, "region": "", "sourceIPAddress": "127.0.0.1"},
         "responseElements": {},
         "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
@@ -226,4 +227,4 @@ def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str 
                           "contentType": "application/octet-stream", "sequencer": "0"}},
         "source": {"host": "127.0.0.1", "port": "", "userAgent": "oscar-plugins-local"},
     }
-    return {"EventName": "s3:ObjectCreated:Put", "Key": f"{bucket}/{key}", "Records": [record]}
+    return {"EventName": name, "Key": f"{bucket}/{key}", "Records": [record]}

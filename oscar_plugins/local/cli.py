@@ -40,13 +40,34 @@ def _print_info(info: LocalClusterInfo, secrets: bool) -> None:
         print(f"s3 access key: {info.s3_access_key}")
         print(f"s3 secret key: {info.s3_secret_key}")
     print(f"data:        {info.data_dir}")
+    if info.oscar_version:
+        print(f"answers as:  OSCAR {info.oscar_version} (oscar-plugins local up --oscar-version to change)")
+    if info.execution:
+        runner = "the real faas-supervisor" if info.execution == "supervisor" else "faas-supervisor's rules"
+        print(f"jobs:        run by {runner}, on {info.engine or 'host'}")
+    if info.ca:
+        print(f"TLS CA:      {info.ca}")
+        print(f"             export SSL_CERT_FILE={info.ca} REQUESTS_CA_BUNDLE={info.ca} AWS_CA_BUNDLE={info.ca}")
     if info.pid:
         print(f"pid:         {info.pid}")
 
 
+def _serve_args(args: argparse.Namespace) -> list[str]:
+    """The ``local serve`` options ``up`` passes on to the background server."""
+    out: list[str] = []
+    for flag, value in (("--oscar-version", args.oscar_version), ("--execution", args.execution),
+                        ("--supervisor", args.supervisor), ("--minio-restart", args.minio_restart)):
+        if value is not None:
+            out += [flag, str(value)]
+    for issuer in args.oidc_issuer or []:
+        out += ["--oidc-issuer", issuer]
+    return out + (["--tls"] if args.tls else [])
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     try:
-        info = up(args.data_dir, args.port, cpus=args.cpus, memory=args.memory, host=args.host)
+        info = up(args.data_dir, args.port, cpus=args.cpus, memory=args.memory, host=args.host,
+                  serve_args=_serve_args(args))
     except LocalClusterError as exc:
         print(f"oscar-plugins local up: {exc}", file=sys.stderr)
         return 1
@@ -72,14 +93,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from oscar_plugins.local._cluster import LocalCluster  # lazy: keeps `oscar-plugins --help` fast
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cluster = LocalCluster(args.data_dir, args.port, host=args.host, cpus=args.cpus, memory=args.memory,
-                           engine=args.engine)
+    try:
+        cluster = LocalCluster(args.data_dir, args.port, host=args.host, cpus=args.cpus, memory=args.memory,
+                               engine=args.engine, oscar_version=args.oscar_version, execution=args.execution,
+                               supervisor=args.supervisor, minio_restart=args.minio_restart or 0.0,
+                               oidc_issuers=args.oidc_issuer or (), tls=args.tls)
+    except (LocalClusterError, ValueError) as exc:
+        print(f"oscar-plugins local serve: {exc}", file=sys.stderr)
+        return 1
     meta_path = cluster.data_dir / "server.json"
 
     def ready(lc: LocalCluster) -> None:
+        info = lc.info()
         write_json_atomic(meta_path, {
             "pid": os.getpid(), "endpoint": lc.endpoint, "s3_endpoint": lc.s3_endpoint,
             "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "oscar_version": info.oscar_version, "execution": info.execution, "engine": info.engine,
+            "ca": str(info.ca) if info.ca else None,
         })
         logging.getLogger("oscar_plugins.local").info("local cluster ready at %s (S3 at %s, data in %s)",
                                                       lc.endpoint, lc.s3_endpoint, lc.data_dir)
@@ -117,6 +147,23 @@ def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
             parser.add_argument("--cpus", type=float, default=None, help="cores to hand out (default: all)")
             parser.add_argument("--memory", type=_memory, default=None,
                                 help="memory to hand out, e.g. 8Gi (default: 80%% of RAM)")
+            parser.add_argument("--oscar-version", default=None, metavar="VERSION",
+                                help="the OSCAR release to answer as: 4.1.2 (default), 4.0, 3.7 or 3.6 "
+                                     "($OSCAR_PLUGINS_LOCAL_VERSION); see docs/FIDELITY.md")
+            parser.add_argument("--execution", choices=("builtin", "supervisor"), default=None,
+                                help="run jobs by faas-supervisor's rules (builtin, default) or through the real "
+                                     "faas-supervisor as a pod does (supervisor; needs --supervisor)")
+            parser.add_argument("--supervisor", default=None, metavar="DIR",
+                                help="faas-supervisor's source folder, with faassupervisor/ inside "
+                                     "($OSCAR_PLUGINS_LOCAL_SUPERVISOR)")
+            parser.add_argument("--minio-restart", type=float, default=None, metavar="SECONDS",
+                                help="pause this long on each service create/delete while the S3 server restarts, "
+                                     "as OSCAR restarts MinIO (it waits 6 s); default 0")
+            parser.add_argument("--oidc-issuer", action="append", metavar="URL",
+                                help="accept OIDC access tokens of this issuer (repeatable)")
+            parser.add_argument("--tls", action="store_true",
+                                help="serve HTTPS with a generated CA (its path is printed: trust it with "
+                                     "SSL_CERT_FILE / REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
         if name == "serve":
             parser.add_argument("--engine", default=None,
                                 help="host, docker, podman, apptainer or singularity (default: detect)")
