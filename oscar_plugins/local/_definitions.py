@@ -212,6 +212,8 @@ def stored(persona: Persona, service: dict[str, Any]) -> dict[str, Any]:
     except UnreadableFDL as exc:
         return {**copy.deepcopy(service), UNREADABLE: str(exc)}
     result["script"] = script
+    if "namespace" in result:  # not in the YAML: read.go sets it from the ConfigMap's namespace
+        result["namespace"] = service.get("namespace", "")
     return result
 
 
