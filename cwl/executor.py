@@ -139,10 +139,16 @@ class OscarExecutor(MultithreadedJobExecutor):
         if not specs:
             return
         with ThreadPoolExecutor(min(8, len(specs)), thread_name_prefix="oscar-cwl-deploy") as pool:
-            for future in [pool.submit(lambda c, s: settings.sessions.get(c).runner(s), cluster, spec)
-                           for cluster, spec in specs.values()]:
-                future.result()
-        _logger.info("%d runner service(s) ready before the first job", len(specs))
+            futures = [pool.submit(lambda c, s: settings.sessions.get(c).runner(s), cluster, spec)
+                       for cluster, spec in specs.values()]
+            ready = 0
+            for future in futures:
+                try:
+                    future.result()
+                    ready += 1
+                except Exception as exc:  # the first job of that tool reports it, as a failed submission
+                    _logger.debug("deploying a runner service ahead failed: %s", exc)
+        _logger.info("%d runner service(s) ready before the first job", ready)
 
     def _busy(self) -> bool:
         return bool(self.taskqueue.in_flight > 0 or self._remote > 0 or self._waiting or self.pending_jobs)

@@ -201,7 +201,7 @@ class Dispatcher:
         except OscarError:
             text = ""
         cause, job_tail = explain_job_log(text)
-        script_tail = status.log_tail if status is not None else self._script_log(job)
+        script_tail = status.log_tail if status is not None else self.script_output(job)
         script_tail = "\n".join(script_tail.rstrip().splitlines()[-20:])
         message = f"job {job.name} of service {job.service!r} failed: {reason}"
         if cause and cause not in reason:
@@ -213,15 +213,15 @@ class Dispatcher:
         return JobFailed(message, service=job.service, job=job.name, exit_code=exit_code,
                          log_tail=script_tail or job_tail)
 
-    def _script_log(self, job: Job) -> str:
-        """The script's output the wrapper saved (``.oscar-plugins-log``), or ``""``."""
+    def script_output(self, job: Job, limit: int = 16384) -> str:
+        """The end (``limit`` bytes) of the script's output the wrapper saved (``.oscar-plugins-log``), or ``""``."""
         try:
             svc = self.client.get_service(job.service, refresh=False)
             out = output_location(svc)
             if out is None or not is_wrapped(svc.script):
                 return ""
             key = f"{out.folder}/{job.name}/{LOG_FILE}" if out.folder else f"{job.name}/{LOG_FILE}"
-            return self.client.storage.get_bytes(out.bucket, key)[-16384:].decode("utf-8", "replace")
+            return self.client.storage.get_bytes(out.bucket, key)[-limit:].decode("utf-8", "replace")
         except OscarError:
             return ""
 

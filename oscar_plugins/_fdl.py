@@ -3,7 +3,8 @@
 Every service field of OSCAR v4.1.2 is modelled; unknown fields are kept and sent on, so newer
 servers keep working. The loader fixes three bugs of the official client: it returns ALL services of
 a file, merges the file's global ``storage_providers`` and ``clusters`` into each service, and reads
-``script:`` relative to the FDL file.
+``script:`` relative to the FDL file (else the working directory, as oscar-cli before 1.12 did). The raw
+file is read as oscar-cli and OSCAR read it by :mod:`._fdl_read`.
 
 Example:
     >>> svc = Service(name="cowsay", image="ghcr.io/grycap/cowsay", script="cowsay < $INPUT_FILE_PATH")
@@ -13,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +34,18 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, FDLError, OscarError
+from ._fdl_read import (
+    as_oscar_reads,
+    blank,
+    check_providers_used,
+    empty_providers,
+    keys_are,
+    provider_refs,
+    read_fdl_text,
+    script_content,
+    warn_once,
+    without,
+)
 from ._validation import parse_cpu, parse_memory, service_name_problem
 
 __all__ = [
@@ -512,51 +525,82 @@ class FDLService:
 
 @dataclass(frozen=True)
 class FDL:
-    """A whole FDL file: every service, and the file's global ``clusters``."""
+    """A whole FDL file: every service, and the file's global ``clusters``.
+
+    ``incomplete_clusters`` are ``clusters:`` entries whose endpoint or credentials were left empty (template
+    placeholders, as in OSCAR's fish-detector-replicas example): not in ``clusters``, and an error only for a
+    service that is deployed there (:meth:`cluster_for`).
+    """
 
     services: list[FDLService]
     clusters: dict[str, Cluster]
     source: str
+    incomplete_clusters: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def for_cluster(self, cluster_id: str) -> list[Service]:
         return [s.service for s in self.services if s.cluster_id == cluster_id]
 
+    def cluster_for(self, cluster_id: str, service: str | None = None) -> Cluster | None:
+        """The file's own ``clusters.<cluster_id>`` (endpoint and credentials), or None if it has none.
 
-def _script_content(raw: dict[str, Any], base: Path | None, source: str) -> None:
-    script = raw.get("script")
-    if not isinstance(script, str) or base is None or "\n" in script:
-        return
-    candidate = (base / script).resolve()
-    if candidate.is_file():
-        raw["script"] = candidate.read_text(encoding="utf-8")
-    elif script.endswith((".sh", ".bash")) or "/" in script:
-        raise FDLError(
-            f"{source}: service {raw.get('name')!r}: field 'script': file {script!r} not found "
-            f"(looked for {candidate}); script paths are relative to the FDL file",
-            source=source, service=raw.get("name"), field="script",
-        )
+        Raises:
+            FDLError: that entry was left with empty values, naming them and the service deployed there.
+        """
+        empty = self.incomplete_clusters.get(cluster_id)
+        if empty:
+            raise FDLError(
+                f"{self.source}: service {service!r} goes to cluster {cluster_id!r}, whose clusters.{cluster_id} "
+                f"{keys_are(empty)} empty (template placeholders): fill them in, or delete clusters.{cluster_id} "
+                f"to use your profile {cluster_id!r}, or choose a cluster with -c NAME",
+                source=self.source, service=service, field=f"clusters.{cluster_id}.{empty[0]}")
+        return self.clusters.get(cluster_id)
 
 
-def load_fdl(source: str | Path | Mapping[str, Any]) -> FDL:
-    """Load an oscar-cli FDL file (or an already parsed dict) with ALL its services.
+#: Service fields OSCAR reads as strings (``types.Service``): a number or boolean there keeps its text.
+_STRING_FIELDS = frozenset(n for n, f in Service.model_fields.items() if f.annotation in (str, str | None))
+#: ``clusters.<id>`` keys that, left empty, are template placeholders.
+_CLUSTER_KEYS = ("endpoint", "auth_user", "auth_password")
 
-    Raises:
-        FDLError: malformed YAML, wrong structure, or an invalid service (file, service and field named).
-    """
-    base: Path | None = None
-    if isinstance(source, Mapping):
-        data: Any = dict(source)
-        label = "<dict>"
-    else:
-        path = Path(source)
-        label = str(path)
-        if not path.is_file():
-            raise FDLError(f"FDL file {label} does not exist: check the path", source=label)
+
+def _clusters(section: Any, label: str) -> tuple[dict[str, Cluster], dict[str, tuple[str, ...]]]:
+    """The file's ``clusters``: the complete entries, and the ids of those left with empty values."""
+    if section is None:
+        return {}, {}
+    if not isinstance(section, dict):
+        raise FDLError(f"{label}: 'clusters' must map cluster ids to {{endpoint, auth_user, auth_password}}",
+                       source=label)
+    complete: dict[str, Cluster] = {}
+    incomplete: dict[str, tuple[str, ...]] = {}
+    for ident, entry in section.items():
+        if isinstance(entry, dict):
+            empty = tuple(k for k in _CLUSTER_KEYS if (k == "endpoint" or k in entry) and blank(entry.get(k)))
+            if empty:
+                incomplete[str(ident)] = empty
+                continue
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise FDLError(f"{label} is not valid YAML: {exc}", source=label) from None
-        base = path.parent
+            complete[str(ident)] = Cluster.model_validate(entry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise FDLError(f"{label}: clusters.{ident}: field '{_field_path(first['loc'])}': {first['msg']}",
+                           source=label, field=f"clusters.{ident}") from None
+    return complete, incomplete
+
+
+def _service(raw: dict[str, Any], *, label: str, where: str, base: Path | None, written: Mapping[int, Any],
+             empty: Mapping[str, tuple[str, ...]]) -> tuple[Service, list[str]]:
+    """One service of a file, and its own storage providers left out as templates."""
+    raw = as_oscar_reads(raw, written, _STRING_FIELDS, label, where)
+    own = raw.get("storage_providers")
+    own_empty = empty_providers(own)
+    overridden = provider_refs(own)  # the service's own entry wins over the file's
+    check_providers_used(raw, {**{r: k for r, k in empty.items() if r not in overridden}, **own_empty}, label, where)
+    if own_empty and isinstance(own, dict):
+        raw["storage_providers"] = without(own, own_empty)
+    script_content(raw, base, label, where)
+    return service_from_dict(raw, source=where), [f"{where}: storage_providers.{r}" for r in own_empty]
+
+
+def _functions(data: Any, label: str) -> list[Any]:
     if not isinstance(data, dict) or not isinstance(data.get("functions"), dict):
         raise FDLError(f"{label}: an FDL file needs 'functions: oscar: [ {{<cluster-id>: <service>}} ]'",
                        source=label)
@@ -564,28 +608,63 @@ def load_fdl(source: str | Path | Mapping[str, Any]) -> FDL:
     if not isinstance(items, list) or not items:
         raise FDLError(f"{label}: 'functions.oscar' must be a non-empty list of {{<cluster-id>: <service>}}",
                        source=label)
+    if not isinstance(data.get("storage_providers") or {}, dict):
+        raise FDLError(f"{label}: 'storage_providers' must map provider types (minio, s3, ...) to providers",
+                       source=label)
+    return items
+
+
+def load_fdl(source: str | Path | Mapping[str, Any]) -> FDL:
+    """Load an oscar-cli FDL file (or an already parsed dict) with ALL its services.
+
+    A file is read as oscar-cli and OSCAR read it (:mod:`._fdl_read`): CRLF line ends, tabs after a value,
+    ``Variables:``, numbers and booleans where strings are expected, ``script:`` beside the file or in the
+    working directory. Storage providers and ``clusters`` entries left with empty values (templates) are
+    left out with a warning; only a service that uses one is an error.
+
+    Raises:
+        FDLError: malformed YAML (line, column and what to change), wrong structure, a template placeholder
+            left, a missing script, or an invalid service; file, service and field named.
+    """
+    base: Path | None = None
+    written: dict[int, dict[Any, str]] = {}
+    if isinstance(source, Mapping):
+        data: Any = dict(source)
+        label = "<dict>"
+    else:
+        label = str(source)
+        data, written = read_fdl_text(Path(source))
+        base = Path(source).parent
+    items = _functions(data, label)
+    providers = data.get("storage_providers") or {}
+    empty = empty_providers(providers)
     try:
-        global_sp = StorageProviders.model_validate(data.get("storage_providers") or {})
-        clusters = {str(k): Cluster.model_validate(v) for k, v in (data.get("clusters") or {}).items()}
+        global_sp = StorageProviders.model_validate(without(providers, empty))
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise FDLError(f"{label}: global section field '{_field_path(first['loc'])}': {first['msg']}",
-                       source=label) from None
+        raise FDLError(f"{label}: global section field 'storage_providers.{_field_path(first['loc'])}': "
+                       f"{first['msg']}", source=label) from None
+    clusters, incomplete = _clusters(data.get("clusters"), label)
+    targets = {str(cid) for item in items if isinstance(item, dict) for cid in item}
+    left_out = [f"storage_providers.{ref}" for ref in empty]  # a cluster a service goes to: cluster_for says it
+    left_out += [f"clusters.{ident}" for ident in incomplete if ident not in targets]
     services: list[FDLService] = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or len(item) != 1:
-            raise FDLError(f"{label}: functions.oscar[{index}] must be one '<cluster-id>: <service>' mapping",
+        if not isinstance(item, dict) or not item:
+            raise FDLError(f"{label}: functions.oscar[{index}] must be a '<cluster-id>: <service>' mapping",
                            source=label)
-        ((cluster_id, raw),) = item.items()
-        if not isinstance(raw, dict):
-            raise FDLError(f"{label}: functions.oscar[{index}].{cluster_id} must be a service mapping",
-                           source=label)
-        raw = dict(raw)
-        _script_content(raw, base, label)
-        svc = service_from_dict(raw, source=f"{label} (functions.oscar[{index}].{cluster_id})")
-        if data.get("storage_providers"):
-            svc.storage_providers = (svc.storage_providers or StorageProviders()).merged_under(global_sp)
-        if clusters:
-            svc.clusters = {**clusters, **(svc.clusters or {})}
-        services.append(FDLService(str(cluster_id), svc))
-    return FDL(services=services, clusters=clusters, source=label)
+        for cluster_id, raw in item.items():  # oscar-cli takes several cluster ids in one item, too
+            where = f"{label} (functions.oscar[{index}].{cluster_id})"
+            if not isinstance(raw, dict):
+                raise FDLError(f"{where} must be a service mapping", source=label)
+            svc, own_left_out = _service(raw, label=label, where=where, base=base, written=written, empty=empty)
+            left_out += own_left_out
+            if providers:
+                svc.storage_providers = (svc.storage_providers or StorageProviders()).merged_under(global_sp)
+            if clusters:
+                svc.clusters = {**clusters, **(svc.clusters or {})}
+            services.append(FDLService(str(cluster_id), svc))
+    if left_out:
+        warn_once(label, "left out", f"{label}: {', '.join(left_out)} {'has' if len(left_out) == 1 else 'have'} "
+                  "empty values (template placeholders): left out; fill them in to use them")
+    return FDL(services=services, clusters=clusters, source=label, incomplete_clusters=incomplete)

@@ -18,12 +18,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client import OscarClient
+    from ._fdl import FDL, FDLService
+    from ._profiles import ClusterProfile
 
 __all__ = ["main"]
 
 EPILOG = """\
 Cluster selection (first match wins): --cluster NAME; OSCAR_ENDPOINT with OSCAR_USER/OSCAR_PASSWORD or
 OSCAR_TOKEN; OSCAR_CLUSTER; the 'default:' of ~/.oscar-cli/config.yaml; else the embedded local cluster.
+"""
+#: oscar-cli's FDL cluster id for "the profile file's default".
+DEFAULT_CLUSTER_ID = "default-cluster"
+APPLY_HELP = """\
+Where each service goes: with -c NAME, every service goes to NAME ('local' = the embedded local cluster).
+Otherwise to the cluster id it is listed under in the FDL (functions: oscar: - <cluster-id>: ...):
+  - the FDL's own 'clusters: <cluster-id>:' endpoint and credentials, if it has them;
+  - else the profile of that name in ~/.oscar-cli/config.yaml (or $OSCAR_CONFIG); 'default-cluster' is
+    that file's default, 'local' the embedded local cluster;
+  - else the cluster of OSCAR_ENDPOINT or OSCAR_CLUSTER, if set (with a notice);
+  - else, when no cluster is configured at all, the embedded local cluster (with a notice);
+  - else an error naming the profiles to choose from.
+Every target is checked before the first service is deployed.
 """
 
 
@@ -91,23 +106,67 @@ def cmd_cluster_add(args: argparse.Namespace) -> int:
 def cmd_service_apply(args: argparse.Namespace) -> int:
     from ._client import OscarClient
     from ._fdl import load_fdl
-    from ._profiles import resolve_profile
 
     fdl = load_fdl(Path(args.fdl))
-    clients: dict[str, OscarClient] = {}
-    for item in fdl.services:
+    profiles: dict[str, ClusterProfile] = {}
+    for item in fdl.services:  # every target is settled before anything is deployed
         target = args.cluster or item.cluster_id
-        if target not in clients:
-            cluster = fdl.clusters.get(target)
-            if cluster is not None and not args.cluster:
-                profile = resolve_profile(target, endpoint=cluster.endpoint, user=cluster.auth_user,
-                                          password=cluster.auth_password, ssl_verify=cluster.ssl_verify)
-            else:
-                profile = resolve_profile(target, quiet=args.quiet)
-            clients[target] = OscarClient(profile)
-        svc = clients[target].ensure_service(item.service, wrap=not args.no_wrap)
-        print(f"service {svc.name} ready on {target}")
+        if target not in profiles:
+            profiles[target] = _apply_target(args, fdl, item)
+    clients = {target: OscarClient(profile) for target, profile in profiles.items()}
+    try:
+        for item in fdl.services:
+            target = args.cluster or item.cluster_id
+            svc = clients[target].ensure_service(item.service, wrap=not args.no_wrap)
+            print(f"service {svc.name} ready on {profiles[target].name}")
+    finally:
+        for client in clients.values():
+            client.close()
     return 0
+
+
+def _apply_target(args: argparse.Namespace, fdl: FDL, item: FDLService) -> ClusterProfile:
+    """Where one service of an FDL file goes (see APPLY_HELP)."""
+    from ._exceptions import ProfileNotFound
+    from ._profiles import LOCAL_PROFILE, config_path, load_profiles, resolve_profile
+
+    if args.cluster:
+        return resolve_profile(args.cluster, quiet=args.quiet)
+    cid = item.cluster_id
+    own = fdl.cluster_for(cid, item.service.name)
+    if own is not None:
+        return resolve_profile(cid, endpoint=own.endpoint, user=own.auth_user, password=own.auth_password,
+                               ssl_verify=own.ssl_verify)
+    if cid == LOCAL_PROFILE:
+        return resolve_profile(LOCAL_PROFILE, quiet=args.quiet)
+    file = config_path()
+    profiles, default = load_profiles(file)
+    from_env = bool(os.environ.get("OSCAR_ENDPOINT") or os.environ.get("OSCAR_CLUSTER"))
+    if cid in profiles:
+        return profiles[cid]
+    if cid == DEFAULT_CLUSTER_ID and (default or from_env):
+        return resolve_profile(None, quiet=args.quiet)
+    if from_env:
+        profile = resolve_profile(None, quiet=args.quiet)
+        _notice(args, f"cluster {cid!r} is not a profile: deploying to {profile.name!r} ({profile.endpoint}), "
+                      "chosen by OSCAR_ENDPOINT/OSCAR_CLUSTER; use -c NAME to choose")
+        return profile
+    if not profiles:
+        _notice(args, f"cluster {cid!r} is not configured: deploying to the embedded local cluster; "
+                      "use -c NAME to choose")
+        return resolve_profile(LOCAL_PROFILE, quiet=True)
+    what = (f"cluster {cid!r} (oscar-cli's name for the default profile), but {file} has no 'default:'"
+            if cid == DEFAULT_CLUSTER_ID else f"cluster {cid!r}, which is not a profile in {file}")
+    known = ", ".join(f"-c {name}" for name in sorted(profiles))
+    raise ProfileNotFound(
+        f"{fdl.source}: service {item.service.name!r} goes to {what}: deploy with -c local (the embedded local "
+        f"cluster) or {known}, or add it with 'oscar-plugins cluster add {cid} --endpoint URL --user USER "
+        "--password-stdin'")
+
+
+def _notice(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(f"oscar-plugins: {message}", file=sys.stderr)
 
 
 def cmd_service_list(args: argparse.Namespace) -> int:
@@ -242,7 +301,17 @@ def _progress(total: int, quiet: bool) -> Any:
 def cmd_logs(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.job:
-        sys.stdout.write(client.job_log(args.service, args.job, timestamps=args.timestamps))
+        from ._dispatch import Dispatcher
+        from ._jobs import Job
+        from ._wrapper import explain_job_log
+
+        text = client.job_log(args.service, args.job, timestamps=args.timestamps)
+        if not args.raw:  # the base64 faas-supervisor prints after a job (its response) says nothing to a reader
+            text = explain_job_log(text, lines=1 << 30)[1] + "\n"
+        sys.stdout.write(text)
+        output = Dispatcher(client).script_output(Job(args.service, args.job), limit=1 << 20)
+        if output:
+            print(f"--- the script's own output (kept by the oscar-plugins wrapper, last MiB) ---\n{output}", end="")
         return 0
     for name, info in sorted(client.list_jobs(args.service).items(),
                              key=lambda kv: str(kv[1].get("creation_time") or "")):
@@ -278,8 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     service = sub.add_parser("service", help="apply, list, get or delete services").add_subparsers(
         dest="sub", required=True, metavar="ACTION")
-    apply = service.add_parser("apply", help="deploy every service of an FDL file (idempotent)")
-    apply.add_argument("fdl", help="FDL file (oscar-cli format)")
+    apply = service.add_parser("apply", help="deploy every service of an FDL file (idempotent)",
+                               description="Deploy every service of an FDL file (idempotent).", epilog=APPLY_HELP,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    apply.add_argument("fdl", help="FDL file (oscar-cli format); 'script:' is read beside it, else in the "
+                                   "current directory")
+    apply.add_argument("-c", "--cluster", default=argparse.SUPPRESS,
+                       help="deploy every service to this profile ('local' = embedded cluster), whatever its "
+                            "cluster id in the FDL")
     apply.add_argument("--no-wrap", action="store_true",
                        help="deploy scripts as they are (no exit codes, per-job outputs or staged inputs)")
     apply.set_defaults(func=cmd_service_apply)
@@ -318,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service")
     logs.add_argument("job", nargs="?")
     logs.add_argument("--timestamps", action="store_true")
+    logs.add_argument("--raw", action="store_true",
+                      help="the job's log exactly as OSCAR returns it (with the base64 of the outputs)")
     logs.set_defaults(func=cmd_logs)
 
     try:

@@ -80,6 +80,19 @@ def test_apply_run_job_logs(env, tmp_path, local_cluster):
     assert "script exited with code 0" in cli(env, "logs", "cli-upper", job).stdout
 
 
+def test_logs_show_the_scripts_own_output(env, tmp_path):
+    # faas-supervisor logs a script's output only at DEBUG; the wrapper keeps it for `logs SERVICE JOB`
+    (tmp_path / "talk.sh").write_text('echo "talking to the log"; echo "then failing" >&2; exit 2\n')
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-talk").replace("upper.sh", "talk.sh"))
+    assert cli(env, "--cluster", "local-test", "service", "apply", str(tmp_path / "fdl.yaml")).returncode == 0
+    (tmp_path / "x.txt").write_text("x")
+    failed = cli(env, "job", "cli-talk", str(tmp_path / "x.txt"), "--wait", "-o", str(tmp_path / "out"))
+    assert failed.returncode == 1 and "talking to the log" in failed.stderr  # the failure report shows it too
+    job = cli(env, "logs", "cli-talk").stdout.split()[0]
+    shown = cli(env, "logs", "cli-talk", job).stdout
+    assert "--- the script's own output" in shown and "talking to the log\nthen failing" in shown
+
+
 @pytest.mark.parametrize("args,words", [
     (("service", "get", "nope-svc"), "does not exist"),
     (("run", "nope-svc", "/etc/hostname"), "does not exist"),

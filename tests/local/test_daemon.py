@@ -25,7 +25,9 @@ def test_daemon_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         response = httpx.get(f"{first.endpoint}/system/info", auth=(first.username, first.password), trust_env=False)
         assert response.status_code == 200
         meta = json.loads((data / "server.json").read_text())
-        assert set(meta) == {"pid", "endpoint", "s3_endpoint", "started_at"} and meta["pid"] == first.pid
+        assert set(meta) == {"pid", "endpoint", "s3_endpoint", "started_at", "oscar_version", "execution", "engine",
+                             "ca"} and meta["pid"] == first.pid
+        assert meta["oscar_version"] == "4.1.2" and meta["execution"] == "builtin" and meta["ca"] is None
         assert first.password not in (data / "server.json").read_text()
         current = status(data)
         assert current is not None and current.pid == first.pid

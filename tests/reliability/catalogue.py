@@ -29,7 +29,7 @@ class Case:
 
 
 CASES = [
-    Case("fdl-yaml", "CLI service apply", "FDL file that is not valid YAML", "is not valid YAML"),
+    Case("fdl-yaml", "CLI service apply", "FDL file that is not valid YAML", "not valid YAML at line"),
     Case("fdl-shape", "CLI service apply", "FDL without functions.oscar", "functions"),
     Case("fdl-name", "CLI service apply", "service name with capitals/underscore", "DNS-1123"),
     Case("fdl-name-long", "CLI service apply", "service name of 40 characters", "at most 39"),

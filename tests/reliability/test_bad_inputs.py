@@ -259,6 +259,6 @@ def test_coverage_check_can_fail():
     assert _uses('assert expect("cwl-dockerfile") in run.stderr', "cwl-dockerfile")
     assert not _uses('assert "cwl-dockerfile" in run.stderr', "cwl-dockerfile")
     assert not _uses('expect("cwl-dockerfile-x")', "cwl-dockerfile")
-    assert expect("fdl-yaml") == "is not valid YAML"
+    assert expect("fdl-yaml") == "not valid YAML at line"
     with pytest.raises(KeyError):
         expect("no-such-case")
