@@ -105,8 +105,9 @@ class LocalCluster:
         host: interface to listen on (loopback unless given explicitly).
         cpus: cores the scheduler hands out (default: ``os.cpu_count()``).
         memory: bytes the scheduler hands out (default: 80 % of this machine's RAM).
-        engine: ``host``, ``docker``, ``podman``, ``apptainer`` or ``singularity``; default: the
-            ``OSCAR_PLUGINS_LOCAL_ENGINE`` environment variable, else the first engine that works, else host.
+        engine: ``host`` (the default), ``docker``, ``podman``, ``apptainer``, ``singularity``, or ``auto``
+            (the first that answers); default: ``OSCAR_PLUGINS_LOCAL_ENGINE``, else host. An engine pulls
+            each service's image at its first job: a choice, not something installed software decides.
         s3_port: port of the S3 server (0 as for ``port``).
         run_timeout: seconds a synchronous ``/run`` may take (OSCAR: 300).
         s3_events: ``webhook`` (moto hooked, like MinIO notifications) or ``poll`` (list every 0.5 s).
@@ -245,9 +246,11 @@ class LocalCluster:
         with contextlib.suppress(OSError, ValueError):
             previous = json.loads((self.data_dir / "ports.json").read_text())
         self._sock = _bind(self.host, self.port, previous.get("api"))
-        self.engine = detect_engine(self._engine_choice or os.environ.get(ENV_ENGINE) or None)
-        if self.engine == "host":
-            logger.warning("no container engine found: running service scripts on the host")
+        try:
+            self.engine = detect_engine(self._engine_choice or os.environ.get(ENV_ENGINE) or None)
+        except ValueError as exc:
+            raise LocalClusterError(str(exc)) from None
+        logger.info("jobs run %s", "on the host" if self.engine == "host" else f"in their images ({self.engine})")
         self._store = Store(self.data_dir / "state.sqlite")
         hook_secret = secrets.token_urlsafe(32)
         s3_port = self.s3_port or previous.get("s3") or 0

@@ -195,11 +195,22 @@ def container_env(engine: str, env: Mapping[str, str], base: Mapping[str, str]) 
 
 
 def detect_engine(preferred: str | None = None) -> str:
-    """The container engine to use: ``preferred`` if given, else the first of docker, podman,
-    apptainer, singularity that works, else ``host``."""
-    if preferred:
+    """The engine that runs jobs: ``preferred`` (``host``, ``docker``, ``podman``, ``apptainer``,
+    ``singularity``), ``auto`` for the first of docker, podman, apptainer, singularity that answers (else
+    host), or, with nothing given, ``host``.
+
+    Host is the default on purpose: an engine pulls each service's image when its first job runs (several
+    GB for scientific images, impossible offline), so running in images is a choice (``--engine``), never
+    a surprise of what happens to be installed.
+
+    Raises:
+        ValueError: an unknown engine name.
+    """
+    if preferred in (None, ""):
+        return "host"
+    if preferred != "auto":
         if preferred not in ENGINES:
-            raise ValueError(f"unknown execution mode {preferred!r}: use one of {', '.join(ENGINES)}")
+            raise ValueError(f"unknown engine {preferred!r}: use one of {', '.join(ENGINES)} or auto")
         return preferred
     for engine in ("docker", "podman"):
         if shutil.which(engine):

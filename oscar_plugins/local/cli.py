@@ -56,6 +56,7 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
     """The ``local serve`` options ``up`` passes on to the background server."""
     out: list[str] = []
     for flag, value in (("--oscar-version", args.oscar_version), ("--execution", args.execution),
+                        ("--engine", args.engine),
                         ("--supervisor", args.supervisor), ("--minio-restart", args.minio_restart)):
         if value is not None:
             out += [flag, str(value)]
@@ -164,9 +165,10 @@ def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
             parser.add_argument("--tls", action="store_true",
                                 help="serve HTTPS with a generated CA (its path is printed: trust it with "
                                      "SSL_CERT_FILE / REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
-        if name == "serve":
             parser.add_argument("--engine", default=None,
-                                help="host, docker, podman, apptainer or singularity (default: detect)")
+                                help="where jobs run: host (default), podman, docker, apptainer, singularity, or auto "
+                                     "(the first that answers); an engine pulls each service's image "
+                                     "($OSCAR_PLUGINS_LOCAL_ENGINE)")
         parser.set_defaults(func=handler)
     return local  # type: ignore[no-any-return]
 

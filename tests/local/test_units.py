@@ -241,3 +241,14 @@ def test_store_pages_10000_jobs_by_name(tmp_path: Path) -> None:
     assert pages == 143 and seen == sorted(seen) and len(seen) == 10_000
     assert store.fail_unfinished("restart") and store.count_by_status() == {"Failed": 10_001}
     store.close()
+
+
+def test_the_engine_is_a_choice_host_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oscar_plugins.local._execution import detect_engine
+
+    assert detect_engine(None) == "host" and detect_engine("") == "host"  # whatever is installed
+    assert detect_engine("podman") == "podman"
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert detect_engine("auto") == "host"  # nothing answers
+    with pytest.raises(ValueError, match="unknown engine 'lxc'"):
+        detect_engine("lxc")
