@@ -20,6 +20,8 @@ from oscar_plugins.local import LocalCluster
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "oscar-api" / "swagger-v4.1.2.yaml"
 EXAMPLES = int(os.environ.get("OSCAR_FUZZ_EXAMPLES", "15"))
+if not SPEC.is_file():
+    pytest.skip(f"OSCAR's spec is not at {SPEC} (../shared beside the repository)", allow_module_level=True)
 SCHEMA = schemathesis.openapi.from_path(SPEC)
 OPERATIONS = [r.ok() for r in SCHEMA.get_all_operations()]
 # Where OSCAR's own code answers 500 (the Go function, then what its body starts with); anything else is a bug.
