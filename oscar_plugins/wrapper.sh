@@ -142,7 +142,7 @@ if [ -n "${JOB_UUID:-}" ]; then
      f=${f#./}
      { op_has_prefix "$f" && op_has_suffix "$f"; } || rm -f "$f"
    done)
-  tail -c 8388608 "$op_work/log" > "$op_job_out/.oscar-plugins-log" 2>/dev/null
+  [ -s "$op_work/log" ] && tail -c 8388608 "$op_work/log" > "$op_job_out/.oscar-plugins-log" 2>/dev/null
   {
     echo "exit=$op_rc"
     # The end of the script's own output, for failure reports.

@@ -158,7 +158,7 @@ def test_service_filters_apply_inside_the_job_folder(tmp_path):
               'mkdir -p "$TMP_OUTPUT_DIR/res_dir"; echo y > "$TMP_OUTPUT_DIR/res_dir/in.png"')
     _proc, out = _run(tmp_path, wrap_script(script, prefixes=["res_"], suffixes=[".png"]), b"x", "svc-f1")
     kept = sorted(p.relative_to(out / "svc-f1").as_posix() for p in (out / "svc-f1").rglob("*") if p.is_file())
-    assert kept == sorted([LOG_FILE, STATUS_FILE, "res_a.png", "res_dir/in.png"])
+    assert kept == sorted([STATUS_FILE, "res_a.png", "res_dir/in.png"])  # the script printed nothing: no log file
     outputs = [StorageIO(path="b/out", prefix=["res_"], suffix=[".png"]), StorageIO(path="b/x")]
     deployed = wrapped_outputs("svc", outputs)
     assert deployed[0].prefix == ["res_", "svc-"] and deployed[0].suffix == [".png", STATUS_FILE, LOG_FILE]
@@ -197,7 +197,7 @@ def test_outputs_upload_directly_and_leave_nothing_to_the_supervisor(tmp_path, l
     status = parse_status(storage.get_bytes(f"direct-{tool}", f"out/job-up/{STATUS_FILE}").decode())
     assert sorted(r.path for r in status.outputs) == ["copy.txt", "d/z"] and status.exit_code == 0
     assert storage.get_bytes(f"direct-{tool}", "out/job-up/copy.txt") == b"payload"
-    assert storage.get_bytes(f"direct-{tool}", f"out/job-up/{LOG_FILE}") == b""
+    assert storage.exists(f"direct-{tool}", f"out/job-up/{LOG_FILE}") is None  # the script printed nothing
 
 
 def test_a_refused_upload_leaves_the_outputs_to_the_supervisor(tmp_path, local_cluster):
