@@ -244,7 +244,11 @@ class Dispatcher:
         except OscarError as exc:
             raise self.failure(job, f"it left no status file ({exc}): the wrapper did not finish") from None
         if status.exit_code != 0:
-            raise self.failure(job, f"the script exited with code {status.exit_code}", status.exit_code, status)
+            reason = f"the script exited with code {status.exit_code}"
+            if status.exit_code == 137:  # SIGKILL: in a container, the kernel's out-of-memory killer
+                reason += (f" (killed: most likely it used more than the service's memory, {svc.memory}; raise it "
+                           "in the FDL)")
+            raise self.failure(job, reason, status.exit_code, status)
         paths = []
         for rec in status.outputs:
             target = dest / rec.path

@@ -162,8 +162,13 @@ def container_command(
     cpus: float,
     memory: int,
     name: str,
+    gpu: bool = False,
 ) -> list[str]:
-    """The command running ``/bin/sh <script>`` in ``image`` with the work directory bind-mounted.
+    """The command running ``/bin/sh <script>`` in ``image`` with the work directory bind-mounted, the
+    service's ``cpu`` and ``memory`` as the engine's limits, the host's network (a pod reaches the cluster's
+    services and the internet), and, with ``gpu`` (``enable_gpu``), the machine's NVIDIA GPUs (CDI for
+    podman, ``--gpus`` for docker, ``--nv`` for apptainer). The container is kept until the runner has
+    read how it ended (out of memory or not) and removed it.
 
     Variable VALUES are not on the command line (``ps`` would show secrets): docker and podman read
     ``-e NAME`` from their own environment, apptainer reads ``APPTAINERENV_NAME``/``SINGULARITYENV_NAME``
@@ -174,15 +179,17 @@ def container_command(
     """
     mount = f"{work_root}:{work_root}"
     if engine in ("docker", "podman"):
-        cmd = [engine, "run", "--rm", "--name", name, "--network", "host"]
+        cmd = [engine, "run", "--name", name, "--network", "host"]
         cmd += ["--cpus", f"{cpus:g}", "--memory", str(memory), "-v", mount, "-w", str(work_root)]
+        if gpu:
+            cmd += ["--device", "nvidia.com/gpu=all"] if engine == "podman" else ["--gpus", "all"]
         for var in env_names:
             cmd += ["-e", var]
         return [*cmd, "--entrypoint", "/bin/sh", image, str(script)]
     if engine in ("apptainer", "singularity"):
         ref = image if "://" in image else f"docker://{image}"
-        return [engine, "exec", "--cleanenv", "--no-home", "--bind", mount, "--pwd", str(work_root),
-                ref, "/bin/sh", str(script)]
+        return [engine, "exec", "--cleanenv", "--no-home", *(["--nv"] if gpu else []), "--bind", mount,
+                "--pwd", str(work_root), ref, "/bin/sh", str(script)]
     raise ValueError(f"unknown container engine {engine!r}: use one of {', '.join(ENGINES)}")
 
 

@@ -63,6 +63,11 @@ class JobLog:
         self.supervisor_lines.append(line)
         self._write_line(line.encode("utf-8", "replace"))
 
+    def cluster_note(self, message: str) -> None:
+        """A line from the local cluster itself, whatever the log level: why a job failed (what Kubernetes
+        shows as the pod's status, which OSCAR's API does not pass on)."""
+        self._write_line(f"oscar-plugins local cluster: {message}".encode("utf-8", "replace"))
+
     @property
     def debug(self) -> bool:
         """Whether DEBUG lines (the script's output) reach the log."""

@@ -139,6 +139,7 @@ class Runner:
         except SupervisorError as exc:
             ex.status, ex.reason = FAILED, str(exc)
             log.supervisor(str(exc), "ERROR")
+            log.cluster_note(f"the job failed: {exc}")
         except Exception as exc:
             logger.exception("execution %s of service %s failed", ex.name, ex.service.get("name"))
             ex.status, ex.reason = FAILED, f"internal error of the local cluster ({type(exc).__name__}: {exc})"
@@ -234,7 +235,7 @@ class Runner:
             await asyncio.to_thread(log.printed, file_chunks(capture))
             return
         sizes = [path.stat().st_size for path, _ in files]
-        needed = response_memory(sizes)
+        needed = response_memory(sizes, ex.memory)
         if needed > ex.memory:
             raise SupervisorError(
                 f"OOMKilled: the supervisor holds its response in memory: the base64 of the {len(files)} output "
@@ -252,7 +253,8 @@ class Runner:
         ex.container = f"oscar-{ex.name}"[:120]
         names = [k for k in env if k != "PATH"]
         cmd = container_command(self.engine, str(ex.service.get("image")), ex.work.root, ex.work.script, names,
-                                cpus=ex.cpu, memory=ex.memory, name=ex.container)
+                                cpus=ex.cpu, memory=ex.memory, name=ex.container,
+                                gpu=bool(ex.service.get("enable_gpu")))
         base = {k: os.environ[k] for k in _ENGINE_ENV if k in os.environ}
         return cmd, container_env(self.engine, {k: env[k] for k in names}, base)
 
@@ -260,9 +262,54 @@ class Runner:
         env = {**self.trust, **build_env(ex.service, ex.work, input_file=ex.input_file,
                                          job_name=None if ex.sync else ex.name, object_key=object_key)}
         cmd, proc_env = self._command(ex, env)
-        code = await self._watch(ex, cmd, proc_env, log.output)
+        if self.engine in ("docker", "podman"):
+            await self._pull(ex, log, proc_env)
+        try:
+            code = await self._watch(ex, cmd, proc_env, log.output)
+        finally:
+            if ex.container and self.engine in ("docker", "podman"):
+                await self._container_end(ex, proc_env)
         log.flush_output()
         return code
+
+    async def _engine(self, args: list[str], env: dict[str, str], sink: Callable[[str], None] | None = None) -> int:
+        """Run one engine command; its output lines go to ``sink``."""
+        proc = await asyncio.create_subprocess_exec(self.engine, *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, env=env)
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            if sink is not None:
+                sink(raw.decode("utf-8", "replace").rstrip())
+        return await proc.wait()
+
+    async def _pull(self, ex: Execution, log: JobLog, env: dict[str, str]) -> None:
+        """Pull the service's image when the engine does not have it, its progress in the job's log (a
+        kubelet pulls before the pod starts); a refusal fails the job with the engine's own words."""
+        image = str(ex.service.get("image"))
+        if await self._engine(["image", "inspect", image], env) == 0:
+            return
+        log.supervisor(f"Pulling image '{image}' ({self.engine})")
+        said: list[str] = []
+
+        def progress(line: str) -> None:
+            said.append(line)
+            log.supervisor(line)
+
+        if await self._engine(["pull", image], env, progress) != 0:
+            words = next((line for line in reversed(said) if line.strip()), "no answer")
+            raise SupervisorError(
+                f"ErrImagePull: {self.engine} could not pull the image '{image}': {words}. Push it to a registry "
+                f"this machine reaches, or build or import it here ({self.engine} build / {self.engine} import), "
+                "or run the local cluster on the host (oscar-plugins local up --engine host)")
+
+    async def _container_end(self, ex: Execution, env: dict[str, str]) -> None:
+        """How the container ended (out of memory?), then remove it."""
+        said: list[str] = []
+        if ex.container and await self._engine(["inspect", "--format", "{{.State.OOMKilled}}", ex.container], env,
+                                                said.append) == 0 and said[:1] == ["true"] and not ex.killed:
+            ex.killed = "OOMKilled"
+        if ex.container:
+            await self._engine(["rm", "-f", ex.container], env)
 
     async def _watch(self, ex: Execution, cmd: list[str], env: dict[str, str], sink: Callable[[bytes], None]) -> int:
         """Run ``cmd`` in its own process group, feed its output to ``sink``, and return its exit code;

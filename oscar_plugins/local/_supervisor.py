@@ -201,12 +201,13 @@ def file_key(output_path: str, relative: str) -> tuple[str, str]:
     return bucket, f"{rest}/{relative}" if sep else relative
 
 
-def response_memory(files: Sequence[int]) -> int:
+def response_memory(files: Sequence[int], limit: int) -> int:
     """Bytes the supervisor holds while building an unknown event's response from output files of these
-    sizes: the file (or zip) read whole, its base64 bytes and their decoded string (11/3 of the data)."""
+    sizes under a memory ``limit``: itself (at most half the limit: a smaller limit is assumed to fit it),
+    and the file (or zip) read whole, its base64 bytes and their decoded string (11/3 of the data)."""
     if not files:
         return 0
-    return RESPONSE_BASELINE + (11 * sum(files) + 2) // 3
+    return min(RESPONSE_BASELINE, limit // 2) + (11 * sum(files) + 2) // 3
 
 
 def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str = "",

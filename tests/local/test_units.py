@@ -46,12 +46,16 @@ from oscar_plugins.local._supervisor import (
 def test_container_command_docker_passes_names_not_values(tmp_path: Path) -> None:
     cmd = container_command("docker", "ghcr.io/grycap/cowsay", tmp_path, tmp_path / "script.sh", ["A", "SECRET"],
                             cpus=0.5, memory=256 << 20, name="oscar-job-1")
-    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert cmd[:3] == ["docker", "run", "--name"]  # kept until its end is read (out of memory?), then removed
     assert ["--cpus", "0.5"] == cmd[cmd.index("--cpus"):cmd.index("--cpus") + 2]
     assert ["--memory", str(256 << 20)] == cmd[cmd.index("--memory"):cmd.index("--memory") + 2]
     assert f"{tmp_path}:{tmp_path}" in cmd
     assert cmd[-4:] == ["--entrypoint", "/bin/sh", "ghcr.io/grycap/cowsay", str(tmp_path / "script.sh")]
-    assert "-e" in cmd and "SECRET" in cmd and not any("=" in part for part in cmd if part != "--rm")
+    assert "-e" in cmd and "SECRET" in cmd and not any("=" in part for part in cmd)
+    gpu = container_command("podman", "img", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n", gpu=True)
+    assert ["--device", "nvidia.com/gpu=all"] == gpu[gpu.index("--device"):gpu.index("--device") + 2]
+    assert "--gpus" in container_command("docker", "img", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n",
+                                         gpu=True)
 
 
 def test_container_command_apptainer_and_env(tmp_path: Path) -> None:
@@ -174,7 +178,8 @@ def test_supervisor_event_rules(tmp_path: Path) -> None:
     assert file_key("svc/out", "sub/a.txt") == ("svc", "out/sub/a.txt")
     assert file_key("svc", "a.txt") == ("svc", "a.txt")
     assert file_key("svc/", "x.log") == ("svc", "/x.log")
-    assert response_memory([]) == 0 and response_memory([3 << 20]) > 11 << 20
+    assert response_memory([], 256 << 20) == 0 and response_memory([3 << 20], 256 << 20) > 11 << 20
+    assert response_memory([100], 64 << 20) < 64 << 20  # small outputs fit a small limit
 
 
 def test_triggers_match_input_paths_only() -> None:
