@@ -185,14 +185,20 @@ def _decode(response: Any, service: str, output: Path | None, expect: str, overw
 
 
 def _text_result(service: str, text: str) -> RunResult:
-    codes = EXIT_RE.findall(text)
-    exit_code = int(codes[-1]) if codes else None
+    """The script's output exactly: the wrapper's exit line and the newline it writes before it removed."""
+    marks = list(EXIT_RE.finditer(text))
+    if not marks:
+        return RunResult("text", text=text, exit_code=None)
+    last = marks[-1]
+    exit_code = int(last.group(1))
+    start = last.start() - 1 if last.start() and text[last.start() - 1] == "\n" else last.start()
+    rest = text[last.end():]
+    clean = text[:start] + (rest if rest.strip() else "")
     if exit_code:
-        tail = "\n".join(text.rstrip().splitlines()[-20:])
+        tail = "\n".join(clean.rstrip().splitlines()[-20:])
         raise JobFailed(f"service {service!r} (sync run) failed: the script exited with code {exit_code}.\n"
                         f"Log tail:\n{tail}", service=service, exit_code=exit_code, log_tail=tail)
-    clean = EXIT_RE.sub("", text).rstrip("\n") + ("\n" if text.strip() else "")
-    return RunResult("text", text=clean if codes else text, exit_code=exit_code)
+    return RunResult("text", text=clean, exit_code=exit_code)
 
 
 def _unzip(archive: Path, output: Path | None, overwrite: bool) -> list[Path]:

@@ -47,6 +47,7 @@ from importlib import resources
 from ._fdl import StorageIO
 
 __all__ = [
+    "CLUSTER_FAILED",
     "EXIT_RE",
     "LOG_FILE",
     "MANIFEST_HEADER",
@@ -234,6 +235,8 @@ def wrapped_outputs(name: str, outputs: Sequence[StorageIO]) -> list[StorageIO]:
     return deployed
 
 
+#: The local cluster's own line saying why a job failed (what a Kubernetes pod status would say).
+CLUSTER_FAILED = "oscar-plugins local cluster: the job failed: "
 _B64_LINE = re.compile(r"^[A-Za-z0-9+/]{76,}={0,2}$")
 _CAUSES = (
     ("OOMKilled", "out of memory (OOMKilled): raise the service's memory, or write smaller outputs"),
@@ -257,7 +260,8 @@ def explain_job_log(text: str, lines: int = 20) -> tuple[str | None, str]:
             kept.append(f"[{len(stripped)} characters of base64: the supervisor's response, the job's outputs]")
         elif stripped:
             kept.append(line.rstrip())
-    cause = next((why for marker, why in _CAUSES if marker in text), None)
+    noted = [line.split(CLUSTER_FAILED, 1)[1] for line in kept if CLUSTER_FAILED in line]
+    cause = noted[-1] if noted else next((why for marker, why in _CAUSES if marker in text), None)
     if cause is None:
         errors = [line for line in kept if " - ERROR - " in line or line.startswith(("Traceback", "binascii."))]
         cause = errors[-1].split(" - ERROR - ")[-1] if errors else None

@@ -134,7 +134,8 @@ if [ "$op_status" -eq 0 ]; then
 else
   op_rc=86
 fi
-echo "oscar-plugins: script exited with code $op_rc"
+# On a line of its own, after a newline the client removes again (a sync run's text comes back exact).
+printf '\noscar-plugins: script exited with code %s\n' "$op_rc"
 
 if [ -n "${JOB_UUID:-}" ]; then
   # The service's prefix/suffix filters, as OSCAR would apply them to an unwrapped job's outputs.

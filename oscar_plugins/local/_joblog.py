@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from oscar_plugins._wrapper import CLUSTER_FAILED
+
 __all__ = ["LEVELS", "JobLog", "read_log", "supervisor_line"]
 
 LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
@@ -67,6 +69,10 @@ class JobLog:
         """A line from the local cluster itself, whatever the log level: why a job failed (what Kubernetes
         shows as the pod's status, which OSCAR's API does not pass on)."""
         self._write_line(f"oscar-plugins local cluster: {message}".encode("utf-8", "replace"))
+
+    def failed(self, reason: str) -> None:
+        """The line saying why the job failed, which the client quotes as the cause."""
+        self._write_line(f"{CLUSTER_FAILED}{reason}".encode("utf-8", "replace"))
 
     @property
     def debug(self) -> bool:

@@ -54,10 +54,12 @@ from oscar_plugins.local._supervisor import (
 __all__ = ["Execution", "Runner", "SupervisorError", "file_chunks"]
 
 logger = logging.getLogger("oscar_plugins.local")
-_ENGINE_ENV = ("PATH", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "CONTAINER_HOST", "XDG_RUNTIME_DIR",
+_ENGINE_ENV = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "CONTAINER_HOST", "XDG_RUNTIME_DIR",
+               "CONTAINERS_CONF", "CONTAINERS_REGISTRIES_CONF", "CONTAINERS_STORAGE_CONF", "REGISTRY_AUTH_FILE",
                "APPTAINER_CACHEDIR", "SINGULARITY_CACHEDIR")
 KILL_REASONS = {
-    "OOMKilled": "OOMKilled: the script used more memory than the service's limit ({memory} bytes)",
+    "OOMKilled": "OOMKilled: the script used more memory than the service's limit ({mib:g} MiB, {memory} bytes); "
+                 "raise the service's memory in its FDL",
     "timeout": "the script did not finish within {timeout:g} s and was killed",
     "deleted": "the job was deleted and its processes killed",
     "shutdown": "killed by local cluster shutdown",
@@ -139,7 +141,7 @@ class Runner:
         except SupervisorError as exc:
             ex.status, ex.reason = FAILED, str(exc)
             log.supervisor(str(exc), "ERROR")
-            log.cluster_note(f"the job failed: {exc}")
+            log.failed(str(exc))
         except Exception as exc:
             logger.exception("execution %s of service %s failed", ex.name, ex.service.get("name"))
             ex.status, ex.reason = FAILED, f"internal error of the local cluster ({type(exc).__name__}: {exc})"
@@ -163,7 +165,8 @@ class Runner:
     def _check_killed(self, ex: Execution) -> None:
         if ex.killed:
             template = KILL_REASONS.get(ex.killed, "killed: {reason}")
-            raise SupervisorError(template.format(memory=ex.memory, timeout=self.run_timeout, reason=ex.killed))
+            raise SupervisorError(template.format(memory=ex.memory, mib=ex.memory / (1 << 20),
+                                                  timeout=self.run_timeout, reason=ex.killed))
 
     async def _job_steps(self, ex: Execution, log: JobLog, capture: Path) -> None:
         """A job, as ``echo $EVENT | supervisor`` runs it (see ``_supervisor``): parse, input, script,
@@ -239,7 +242,8 @@ class Runner:
         if needed > ex.memory:
             raise SupervisorError(
                 f"OOMKilled: the supervisor holds its response in memory: the base64 of the {len(files)} output "
-                f"file(s), {sum(sizes)} bytes, needs about {needed} bytes, over the memory limit ({ex.memory} bytes)")
+                f"file(s), {sum(sizes)} bytes, needs about {needed} bytes, over the memory limit ({ex.memory} bytes); "
+                "raise the service's memory, or write smaller outputs")
         if len(files) == 1:
             source = files[0][0]
         else:
@@ -264,11 +268,12 @@ class Runner:
         cmd, proc_env = self._command(ex, env)
         if self.engine in ("docker", "podman"):
             await self._pull(ex, log, proc_env)
+        code: int | None = None
         try:
             code = await self._watch(ex, cmd, proc_env, log.output)
         finally:
             if ex.container and self.engine in ("docker", "podman"):
-                await self._container_end(ex, proc_env)
+                await self._container_end(ex, proc_env, code, log)
         log.flush_output()
         return code
 
@@ -283,33 +288,43 @@ class Runner:
         return await proc.wait()
 
     async def _pull(self, ex: Execution, log: JobLog, env: dict[str, str]) -> None:
-        """Pull the service's image when the engine does not have it, its progress in the job's log (a
-        kubelet pulls before the pod starts); a refusal fails the job with the engine's own words."""
+        """Pull the service's image when the engine does not have it, its progress in the job's log whatever
+        the log level (a kubelet pulls before the pod starts, and says so in the pod's events); a refusal
+        fails the job with the engine's own words."""
         image = str(ex.service.get("image"))
         if await self._engine(["image", "inspect", image], env) == 0:
             return
-        log.supervisor(f"Pulling image '{image}' ({self.engine})")
+        log.cluster_note(f"pulling image '{image}' ({self.engine})")
         said: list[str] = []
 
         def progress(line: str) -> None:
-            said.append(line)
-            log.supervisor(line)
+            if line.strip():
+                said.append(line)
+                log.cluster_note(line)
 
         if await self._engine(["pull", image], env, progress) != 0:
-            words = next((line for line in reversed(said) if line.strip()), "no answer")
+            words = said[-1] if said else "no answer"
             raise SupervisorError(
                 f"ErrImagePull: {self.engine} could not pull the image '{image}': {words}. Push it to a registry "
                 f"this machine reaches, or build or import it here ({self.engine} build / {self.engine} import), "
                 "or run the local cluster on the host (oscar-plugins local up --engine host)")
+        log.cluster_note(f"pulled image '{image}'")
 
-    async def _container_end(self, ex: Execution, env: dict[str, str]) -> None:
-        """How the container ended (out of memory?), then remove it."""
+    async def _container_end(self, ex: Execution, env: dict[str, str], code: int | None, log: JobLog) -> None:
+        """How the container ended, then remove it. Out of memory when the engine says so, or when its main
+        process died of SIGKILL (137) that the cluster did not send: with runc on cgroups v1 podman never
+        sets ``OOMKilled``, and nothing else kills a job's container here."""
+        assert ex.container is not None
         said: list[str] = []
-        if ex.container and await self._engine(["inspect", "--format", "{{.State.OOMKilled}}", ex.container], env,
-                                                said.append) == 0 and said[:1] == ["true"] and not ex.killed:
-            ex.killed = "OOMKilled"
-        if ex.container:
-            await self._engine(["rm", "-f", ex.container], env)
+        if not ex.killed:
+            if await self._engine(["inspect", "--format", "{{.State.OOMKilled}}", ex.container], env,
+                                  said.append) == 0 and said[:1] == ["true"]:
+                ex.killed = "OOMKilled"
+            elif code == 137:
+                log.cluster_note(f"the container ended with SIGKILL (exit code 137), which only the out-of-memory "
+                                 f"killer sends to a job's container here: its limit is {ex.memory} bytes")
+                ex.killed = "OOMKilled"
+        await self._engine(["rm", "-f", ex.container], env)
 
     async def _watch(self, ex: Execution, cmd: list[str], env: dict[str, str], sink: Callable[[bytes], None]) -> int:
         """Run ``cmd`` in its own process group, feed its output to ``sink``, and return its exit code;

@@ -68,6 +68,12 @@ def test_sync_run_single_file_zip_and_text(client, tmp_path):
     assert res.kind == "text" and json.loads(res.text.removeprefix("got ").strip())["Records"]
 
 
+@pytest.mark.parametrize("printed", ["no newline at the end", "two lines\nand the end\n", "blank end\n\n"])
+def test_sync_run_text_comes_back_exactly_as_printed(client, printed):
+    client.ensure_service(_svc("sync-exact", 'cat "$INPUT_FILE_PATH"'))
+    assert client.run("sync-exact", printed, expect="text").text == printed
+
+
 def test_sync_run_failure_carries_log(client):
     client.ensure_service(_svc("sync-fail", 'echo "bad things" >&2; exit 4'))
     with pytest.raises(JobFailed) as err:

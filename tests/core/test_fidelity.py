@@ -166,7 +166,8 @@ def test_3_a_failure_report_shows_the_cause_and_the_scripts_lines(client, tmp_pa
     dispatcher.tracker.wait([job], timeout=120)
     assert job.state == JobState.FAILED
     report = str(dispatcher.failure(job, "the cluster reports it Failed"))
-    assert "out of memory (OOMKilled)" in report and "characters of base64" not in report
+    assert "OOMKilled: the supervisor holds its response in memory" in report, report  # the cluster's own words
+    assert "raise the service's memory, or write smaller outputs" in report and "characters of base64" not in report
     client.ensure_service(_svc("fid-fails", 'echo "reading the tile"; echo "tile 7 is corrupt" >&2; exit 3'))
     (failed,) = Dispatcher(client).map("fid-fails", [[]], tmp_path / "o")
     assert isinstance(failed.error, JobFailed) and failed.error.exit_code == 3

@@ -1,0 +1,183 @@
+"""Container images built offline, for the tests, the benchmarks and the conformance run with containers.
+
+No registry is reachable on the machines the project is built on (``../shared/CONTAINERS.md``), so every
+image a test runs is made here from what the machine has: ``podman import`` of a root-filesystem tarball.
+
+- :data:`BUSYBOX`: a few MB, ``/bin/busybox`` (Debian's ``busybox-static``) with a link per applet: ``sh``,
+  ``wget``, ``dd``, ``tar``... Enough for OSCAR-style scripts; built in about a second.
+- :data:`DEBIAN`: ``debootstrap --variant=minbase`` of the Debian release the machine runs, plus
+  ``python3-minimal`` (about 235 MB, a minute from the Debian mirror the machine uses). Tagged also as the
+  images the CWL conformance suite names (``debian:stable-slim``, ``python:3-slim``).
+
+An engine that answers ``podman info`` may still be unable to run a container (crun on hybrid cgroups,
+see CONTAINERS.md), so readiness is a real ``run`` of the built image. Every function returns a reason
+instead of raising when something is missing, for ``pytest.skip`` and for the benchmark's table.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+#: Bump the tag when what an image holds changes (an image already built is reused).
+BUSYBOX = "localhost/oscar-plugins-busybox:1"
+DEBIAN = "localhost/oscar-plugins-debian:1"
+#: What a file in each image says (a job proves it ran in the image by reading it).
+MARKER = "/etc/oscar-plugins-image"
+#: The tags the CWL v1.2 conformance suite pulls, served by the Debian image.
+CONFORMANCE_TAGS = ("docker.io/library/debian:stable-slim", "docker.io/library/python:3-slim")
+
+
+class EngineUnavailable(Exception):
+    """No container can run here; the message says why and what would fix it."""
+
+
+def _run(cmd: list[str], timeout: float, **kw: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(cmd, capture_output=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def _said(done: subprocess.CompletedProcess[bytes]) -> str:
+    text = (done.stderr or done.stdout or b"").decode("utf-8", "replace").strip()
+    return text.splitlines()[-1] if text else f"exit code {done.returncode}"
+
+
+def has_image(engine: str, image: str) -> bool:
+    return shutil.which(engine) is not None and _run([engine, "image", "inspect", image], 30).returncode == 0
+
+
+def _import(engine: str, files: dict[str, bytes], links: dict[str, str], dirs: list[str], image: str) -> None:
+    """``engine import`` of a tarball made in memory (no root-owned tree left on disk)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755 if name.startswith("bin/") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in links.items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    done = _run([engine, "import", "-", image], 300, input=buf.getvalue())
+    if done.returncode != 0:
+        raise EngineUnavailable(f"{engine} import failed: {_said(done)}")
+
+
+def _busybox_binary() -> Path:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        path = Path(candidate)
+        if path.is_file():
+            done = _run(["ldd", str(path)], 10)
+            if done.returncode != 0 or b"not a dynamic" in done.stdout + done.stderr:
+                return path
+            raise EngineUnavailable(f"{path} is dynamically linked; a container needs the static one "
+                                    "(apt-get install busybox-static)")
+    raise EngineUnavailable("no busybox to build a test image from (apt-get install busybox-static)")
+
+
+def build_busybox(engine: str = "podman", image: str = BUSYBOX) -> str:
+    binary = _busybox_binary()
+    applets = _run([str(binary), "--list"], 10).stdout.decode().split()
+    links = {f"bin/{a}": "busybox" for a in applets if a != "busybox"}
+    links.update({"usr/bin": "../bin", "sbin": "bin"})
+    files = {"bin/busybox": binary.read_bytes(), MARKER.lstrip("/"): b"busybox\n",
+             "etc/passwd": b"root:x:0:0:root:/root:/bin/sh\n", "etc/group": b"root:x:0:\n"}
+    _import(engine, files, links, ["bin", "etc", "tmp", "root", "usr", "proc", "sys", "dev"], image)
+    return image
+
+
+def build_debian(engine: str = "podman", image: str = DEBIAN, timeout: float = 900) -> str:
+    """``debootstrap --variant=minbase`` of this machine's Debian release with python3-minimal, imported."""
+    if shutil.which("debootstrap") is None:
+        raise EngineUnavailable("debootstrap is not installed (apt-get install debootstrap)")
+    release, mirror = _debian_source()
+    with tempfile.TemporaryDirectory(prefix="oscar-plugins-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        done = _run(["debootstrap", "--variant=minbase", "--include=python3-minimal,ca-certificates", release,
+                     str(root), mirror], timeout)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"debootstrap {release} from {mirror} failed: {_said(done)}")
+        (root / MARKER.lstrip("/")).write_text("debian\n")
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        (root / "usr/bin/python").unlink(missing_ok=True)
+        (root / "usr/bin/python").symlink_to("python3")
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        done = _run([engine, "import", "-", image], 600, stdin=tar.stdout)
+        tar.wait()
+        if done.returncode != 0:
+            raise EngineUnavailable(f"{engine} import failed: {_said(done)}")
+    return image
+
+
+def _debian_source() -> tuple[str, str]:
+    """The release codename and the mirror this machine's apt uses (the only Debian source reachable)."""
+    release = "bookworm"
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        for line in os_release.read_text().splitlines():
+            if line.startswith("VERSION_CODENAME=") and line.split("=", 1)[1].strip('"'):
+                release = line.split("=", 1)[1].strip('"')
+    mirror = "http://deb.debian.org/debian"
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for source in sources:
+        if not source.is_file():
+            continue
+        for line in source.read_text(errors="replace").splitlines():
+            words = line.split()
+            if words[:1] == ["deb"] and "security" not in line:
+                mirror = next(w for w in words[1:] if w.startswith("http"))
+                return release, mirror
+            if line.startswith("URIs:") and "security" not in line:
+                mirror = line.split()[1]
+                return release, mirror
+    return release, mirror
+
+
+def probe(engine: str, image: str) -> None:
+    """A real run of ``image`` (``info`` answering does not mean containers run)."""
+    done = _run([engine, "run", "--rm", "--network", "host", image, "/bin/sh", "-c", f"cat {MARKER}"], 120)
+    if done.returncode != 0:
+        raise EngineUnavailable(f"{engine} cannot run a container here: {_said(done)} (see ../shared/CONTAINERS.md "
+                                "or docs/CONTAINERS.md: runc, cgroupfs and default_ulimits = [] in containers.conf)")
+
+
+def ready(kind: str = "busybox", engine: str = "podman") -> str:
+    """The image of ``kind`` (``busybox`` or ``debian``), built when missing and proven to run.
+
+    Raises:
+        EngineUnavailable: no engine, no way to build the image, or the engine cannot run containers.
+    """
+    if os.environ.get("OSCAR_PLUGINS_TEST_ENGINE", engine) == "none":
+        raise EngineUnavailable("container tests are turned off (OSCAR_PLUGINS_TEST_ENGINE=none)")
+    if shutil.which(engine) is None:
+        raise EngineUnavailable(f"{engine} is not installed (.ci/run installs it: apt-get install podman runc)")
+    image = BUSYBOX if kind == "busybox" else DEBIAN
+    if not has_image(engine, image):
+        (build_busybox if kind == "busybox" else build_debian)(engine, image)
+    probe(engine, image)
+    if kind == "debian":
+        for tag in CONFORMANCE_TAGS:
+            if not has_image(engine, tag):
+                _run([engine, "tag", image, tag], 60)
+    return image
+
+
+@functools.cache
+def reason(kind: str = "busybox", engine: str = "podman") -> str | None:
+    """Why the image of ``kind`` cannot run here, or None when it can."""
+    try:
+        ready(kind, engine)
+    except EngineUnavailable as exc:
+        return str(exc)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{engine}: {exc}"
+    return None
