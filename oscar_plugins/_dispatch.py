@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from ._client import OscarClient, new_job_name
+from ._events import minio_event
 from ._exceptions import ConfigError, InputNotFound, JobFailed, OscarError
 from ._fdl import Service, StorageIO
 from ._jobs import Job, JobState, JobTracker
 from ._journal import Journal
 from ._wrapper import (
     LOG_FILE,
+    PREPARE_FAILED,
+    PREPARE_FAILED_LINE,
     STATUS_FILE,
     JobStatusFile,
     Manifest,
@@ -43,6 +47,12 @@ INLINE_LIMIT = 48 * 1024
 #: Linux caps at 128 KiB (MAX_ARG_STRLEN, with ``EVENT=``), and interLink base64-encodes it once more
 #: (``types.SetInterlinkJob``): 90 KiB leaves 120 KiB after that, and a margin.
 MAX_BODY = 90 * 1024
+#: Inline inputs up to this many bytes in a manifest the supervisor downloads itself (a job whose body would
+#: not fit :data:`MAX_BODY`): the wrapper decodes them with the shell (about 1 s per MiB), and the image
+#: needs no download tool for them. Larger inputs are staged once, content-addressed, and fetched by URL.
+EVENT_INLINE_LIMIT = 1 << 20
+#: Where such manifests go, in the service's staging bucket (one object per job, deleted with its outputs).
+MANIFEST_PREFIX = "oscar-plugins/manifests/"
 
 
 @dataclass
@@ -100,6 +110,18 @@ def _payload_bytes(payload: bytes | str | Mapping[str, Any]) -> bytes:
     return json.dumps(payload).encode("utf-8")
 
 
+def _staged_count(sizes: Sequence[int], limit: int) -> int:
+    """How many of these inputs (files, then the payload) a manifest with ``limit`` inline bytes stages:
+    the rule of :meth:`Dispatcher._manifest`."""
+    inline = staged = 0
+    for size in sizes:
+        if inline + size <= limit:
+            inline += size
+        else:
+            staged += 1
+    return staged
+
+
 class Dispatcher:
     """Submits and collects jobs on one cluster, tracked by one :class:`JobTracker`."""
 
@@ -112,11 +134,25 @@ class Dispatcher:
 
     # -- one job -------------------------------------------------------------------------------------
     def build_body(self, svc: Service, spec: JobSpec) -> bytes:
-        """The base64 job body: a manifest for wrapped services, the raw payload/file otherwise.
+        """The job body (see :meth:`prepare`)."""
+        return self.prepare(svc, spec)[0]
+
+    def prepare(self, svc: Service, spec: JobSpec) -> tuple[bytes, str | None]:
+        """The ``/job`` body, and the key of the manifest object it points to (None when it has none).
+
+        For a wrapped service the body is the base64 manifest, inputs up to ``inline_limit`` inline. When
+        some would then be fetched by URL that :data:`EVENT_INLINE_LIMIT` lets inline, or the manifest does
+        not fit a pod's ``EVENT`` (:data:`MAX_BODY`), the manifest becomes an object of the service's
+        staging bucket with inputs up to :data:`EVENT_INLINE_LIMIT` inline, and the body a MinIO event for
+        it: faas-supervisor downloads it before the script runs (``download_input``), so the image needs no
+        download tool for them; larger inputs are staged once (content-addressed) and fetched by URL. Its
+        ``principalId`` is the service's owner: OSCAR's ``job.go`` then mounts the MinIO credentials it
+        mounts for a plain body.
+        An unwrapped service gets the raw payload or file, base64.
 
         Raises:
             InputNotFound: an input file is missing.
-            ConfigError: the body would not fit a pod's ``EVENT`` (see :data:`MAX_BODY`) or the service is
+            ConfigError: the input of an unwrapped service would not fit a pod's ``EVENT``, or the service is
                 not wrapped and the job needs what only the wrapper provides.
         """
         paths = [Path(p) for p in spec.inputs]
@@ -133,15 +169,22 @@ class Dispatcher:
                 raise ConfigError(f"input of {len(raw)} bytes is too large for a /job body on unwrapped service "
                                   f"{svc.name!r} (OSCAR passes the body to the pod in one environment variable, "
                                   f"{MAX_BODY} bytes here): upload it to the service's input bucket instead")
-            return body
-        body = base64.b64encode(self._manifest(svc, spec, paths, self.inline_limit).render())
-        if len(body) > MAX_BODY:  # many inputs or variables: stage the inline data too
-            body = base64.b64encode(self._manifest(svc, spec, paths, 0).render())
-        if len(body) > MAX_BODY:
-            raise ConfigError(f"the job's manifest for {svc.name!r} takes {len(body)} bytes (its variables and input "
-                              f"names), more than a /job body may ({MAX_BODY}): pass fewer or shorter variables, or "
-                              "bundle the inputs into one file")
-        return body
+            return body, None
+        sizes = [p.stat().st_size for p in paths]
+        if spec.payload is not None:
+            sizes.append(len(_payload_bytes(spec.payload)))
+        staged = _staged_count(sizes, self.inline_limit)
+        if staged == 0 or staged == _staged_count(sizes, max(self.inline_limit, EVENT_INLINE_LIMIT)):
+            body = base64.b64encode(self._manifest(svc, spec, paths, self.inline_limit).render())
+            if len(body) <= MAX_BODY:
+                return body, None
+        manifest = self._manifest(svc, spec, paths, max(self.inline_limit, EVENT_INLINE_LIMIT)).render()
+        bucket = staging_bucket(svc)
+        key = f"{MANIFEST_PREFIX}{uuid.uuid4().hex}"
+        self.client.storage.put_bytes(bucket, key, manifest)
+        principal = svc.owner or self.client.storage.access_key
+        event = minio_event(bucket, key, principal, size=len(manifest))
+        return json.dumps(event, separators=(",", ":")).encode("utf-8"), key
 
     def _manifest(self, svc: Service, spec: JobSpec, paths: list[Path], inline_limit: int) -> Manifest:
         manifest = Manifest()
@@ -186,9 +229,9 @@ class Dispatcher:
                env: Mapping[str, str] | None = None, name: str | None = None, track: bool = True) -> Job:
         """Stage inputs and submit one job; returns the tracked :class:`Job`."""
         svc = self.client.get_service(service, refresh=False)
-        body = self.build_body(svc, JobSpec(list(inputs), payload, dict(env or {})))
+        body, manifest = self.prepare(svc, JobSpec(list(inputs), payload, dict(env or {})))
         job_name = self.client.submit_job(service, body, name=name)
-        job = Job(service, job_name)
+        job = Job(service, job_name, manifest=manifest)
         return self.tracker.track(job) if track else job
 
     def failure(self, job: Job, reason: str, exit_code: int | None = None,
@@ -245,7 +288,9 @@ class Dispatcher:
             raise self.failure(job, f"it left no status file ({exc}): the wrapper did not finish") from None
         if status.exit_code != 0:
             reason = f"the script exited with code {status.exit_code}"
-            if status.exit_code == 137:  # SIGKILL: in a container, the kernel's out-of-memory killer
+            if status.exit_code == PREPARE_FAILED and PREPARE_FAILED_LINE in status.log_tail:
+                reason = "the wrapper could not prepare the job's inputs, so the script did not run"
+            elif status.exit_code == 137:  # SIGKILL: in a container, the kernel's out-of-memory killer
                 reason += (f" (killed: most likely it used more than the service's memory, {svc.memory}; raise it "
                            "in the FDL)")
             raise self.failure(job, reason, status.exit_code, status)
@@ -256,6 +301,8 @@ class Dispatcher:
                              overwrite=overwrite, inline=rec.inline)
             paths.append(target)
         objects = [prefix + STATUS_FILE, prefix + LOG_FILE, *(prefix + rec.path for rec in status.outputs)]
+        if job.manifest and staging_bucket(svc) == out.bucket:
+            objects.append(job.manifest)
         return JobResult(0, job, outputs=paths, exit_code=status.exit_code, objects=objects)
 
     def _lost_reason(self, job: Job) -> str:

@@ -62,6 +62,8 @@ class Job:
     state: JobState = JobState.PENDING
     info: dict[str, Any] = field(default_factory=dict)
     submitted_at: float = field(default_factory=time.time)
+    #: The key of the manifest object the job's body points to (a large job's inputs), else None.
+    manifest: str | None = None
     future: Future[Job] = field(default_factory=Future, repr=False, compare=False)
 
     @property

@@ -269,6 +269,12 @@ class Storage:
             self.bytes_uploaded += len(data)
         return key
 
+    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+        """Write ``data`` as ``bucket/key`` (replacing it)."""
+        self._whole(lambda: self.client.put_object(Bucket=bucket, Key=key, Body=data), bucket, key)
+        with self._lock:
+            self.bytes_uploaded += len(data)
+
     def upload(self, bucket: str, key: str, path: Path) -> None:
         self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
                     bucket, key)

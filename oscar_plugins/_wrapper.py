@@ -51,6 +51,8 @@ __all__ = [
     "EXIT_RE",
     "LOG_FILE",
     "MANIFEST_HEADER",
+    "PREPARE_FAILED",
+    "PREPARE_FAILED_LINE",
     "RESERVED_FILES",
     "STATUS_FILE",
     "WRAPPER_MARKER",
@@ -71,6 +73,10 @@ STATUS_FILE = ".oscar-plugins-status"
 LOG_FILE = ".oscar-plugins-log"
 #: Files the wrapper writes next to a job's outputs.
 RESERVED_FILES = (STATUS_FILE, LOG_FILE)
+#: The wrapper's exit code when a job's inputs could not be prepared (the script did not run), and the
+#: line it then ends the job's log with.
+PREPARE_FAILED = 86
+PREPARE_FAILED_LINE = "oscar-plugins: the job's inputs could not be prepared, so the script did not run"
 EXIT_RE = re.compile(r"^oscar-plugins: script exited with code (\d+)\s*$", re.MULTILINE)
 _END = "__OSCAR_PLUGINS_USER_SCRIPT_END__"
 _FILTER_ENDS = ("__OSCAR_PLUGINS_PREFIX_END__", "__OSCAR_PLUGINS_SUFFIX_END__")

@@ -31,7 +31,9 @@ op_fetch() { # url dest
     python3 -c 'import shutil,ssl,sys,urllib.request as u
 c=ssl._create_unverified_context() if sys.argv[3] else None
 shutil.copyfileobj(u.urlopen(sys.argv[1],context=c),open(sys.argv[2],"wb"))' "$1" "$2" "$op_k"
-  else echo "oscar-plugins: no curl, wget or python3 in the image to fetch staged inputs" >&2; return 127; fi
+  else echo "oscar-plugins: the image has no curl, wget or python3 to download this input (inputs up to" \
+         "1 MiB a job reach it through the supervisor, larger ones by URL): add one of them to the image" >&2
+       return 127; fi
 }
 
 op_post() { # file key: one browser-based (POST policy) upload
@@ -98,22 +100,35 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
   op_first=""
   op_named=""
   op_payload=""
+  # Inline contents are cut out by awk first, at C speed: the shell's read takes a byte at a time (about
+  # a second per MiB of base64). A cut-out content becomes "@N", which no base64 text starts with.
+  op_blob="$op_work/blobs"
+  mkdir -p "$op_blob"
+  if ! { command -v awk >/dev/null 2>&1 && awk -v d="$op_blob" '
+      $1 == "data" { n++; f = d "/" n; print $3 > f; close(f); print "data", $2, "@" n; next }
+      $1 == "payload" { n++; f = d "/" n; print $2 > f; close(f); print "payload", "@" n; next }
+      { print }' "$INPUT_FILE_PATH" > "$op_work/manifest"; }; then
+    cp "$INPUT_FILE_PATH" "$op_work/manifest"
+  fi
+  op_decode() { case "$1" in @*) base64 -d < "$op_blob/${1#@}" ;; *) printf '%s' "$1" | base64 -d ;; esac; }
   while IFS=' ' read -r op_kind op_a op_b op_c; do
     case "$op_kind" in
       insecure) op_k="-k" ;;
-      payload) op_payload="$op_in/payload"; printf '%s' "$op_a" | base64 -d > "$op_payload" || op_status=1 ;;
+      payload) op_payload="$op_in/payload"; op_decode "$op_a" > "$op_payload" || op_status=1 ;;
       payload-url) op_payload="$op_in/payload"
                    op_fetch "$op_a" "$op_payload" || { echo "oscar-plugins: could not fetch the payload" >&2; op_status=1; } ;;
       upload) op_up_url="$op_a"; op_up_prefix="$op_b"
               printf '%s' "$op_c" | base64 -d > "$op_work/fields" 2>/dev/null || op_up_url="" ;;
       url) op_fetch "$op_b" "$op_in/$op_a" || { echo "oscar-plugins: could not fetch input $op_a" >&2; op_status=1; } ;;
-      data) printf '%s' "$op_b" | base64 -d > "$op_in/$op_a" || op_status=1 ;;
+      data) op_decode "$op_b" > "$op_in/$op_a" || op_status=1 ;;
       empty) : > "$op_in/$op_a" ;;
       env) op_val=$(printf '%s' "$op_b" | base64 -d); export "$op_a=$op_val" ;;
       *) continue ;;
     esac
     case "$op_kind" in url|data|empty) op_named=1; [ -z "$op_first" ] && op_first="$op_in/$op_a" ;; esac
-  done < "$INPUT_FILE_PATH"
+  done < "$op_work/manifest" 2> "$op_work/prepare"
+  rm -rf "$op_blob" "$op_work/manifest"
+  cat "$op_work/prepare" >&2
   # A payload alone is the job's input file, as a plain job body would be; named inputs share a folder.
   if [ -n "$op_named" ] || [ -z "$op_payload" ]; then export OSCAR_INPUTS_DIR="$op_in"; fi
   INPUT_FILE_PATH="${op_first:-${op_payload:-$op_in}}"
@@ -132,6 +147,10 @@ if [ "$op_status" -eq 0 ]; then
   op_rc=$(cat "$op_work/rc" 2>/dev/null)
   op_rc=${op_rc:-137}
 else
+  # The script did not run: the job's log is why (the client shows it).
+  { cat "$op_work/prepare" 2>/dev/null
+    echo "oscar-plugins: the job's inputs could not be prepared, so the script did not run"; } > "$op_work/log"
+  cat "$op_work/log"
   op_rc=86
 fi
 # On a line of its own, after a newline the client removes again (a sync run's text comes back exact).

@@ -3,15 +3,21 @@
 No registry is reachable on the machines the project is built on (``../shared/CONTAINERS.md``), so every
 image a test runs is made here from what the machine has: ``podman import`` of a root-filesystem tarball.
 
-- :data:`BUSYBOX`: a few MB, ``/bin/busybox`` (Debian's ``busybox-static``) with a link per applet: ``sh``,
-  ``wget``, ``dd``, ``tar``... Enough for OSCAR-style scripts; built in about a second.
-- :data:`DEBIAN`: ``debootstrap --variant=minbase`` of the Debian release the machine runs, plus
-  ``python3-minimal`` (about 235 MB, a minute from the Debian mirror the machine uses). Tagged also as the
-  images the CWL conformance suite names (``debian:stable-slim``, ``python:3-slim``).
+- ``busybox`` (:data:`BUSYBOX`): a few MB, ``/bin/busybox`` (Debian's ``busybox-static``) with a link per
+  applet: ``sh``, ``wget``, ``dd``, ``tar``... Built in about a second. Like ``alpine``: busybox's tools.
+- ``python`` (:data:`PYTHON`): ``debootstrap --variant=minbase`` of the Debian release the machine runs,
+  with ``python3`` (a minute from the Debian mirror the machine uses). Like ``python:3-slim``.
+- ``debian`` (:data:`DEBIAN`): the same tree without Python. Like ``debian:stable-slim``: no curl, no wget,
+  no python3, so a job's inputs cannot be downloaded from inside it.
+- ``bash`` (:data:`BASH`): the Debian tree with ``ENTRYPOINT ["docker-entrypoint.sh"]`` that hands
+  options to bash, as the official ``bash`` image does.
+
+With ``aliases=True`` they are also tagged as the images the CWL v1.2 conformance suite names
+(:data:`CONFORMANCE_ALIASES`), which shadows those names in the engine's local storage: for test machines.
 
 An engine that answers ``podman info`` may still be unable to run a container (crun on hybrid cgroups,
-see CONTAINERS.md), so readiness is a real ``run`` of the built image. Every function returns a reason
-instead of raising when something is missing, for ``pytest.skip`` and for the benchmark's table.
+see CONTAINERS.md), so readiness is a real ``run`` of the built image. :func:`reason` returns why an image
+cannot run instead of raising, for ``pytest.skip`` and for the benchmark's table.
 """
 
 from __future__ import annotations
@@ -27,11 +33,24 @@ from pathlib import Path
 
 #: Bump the tag when what an image holds changes (an image already built is reused).
 BUSYBOX = "localhost/oscar-plugins-busybox:1"
-DEBIAN = "localhost/oscar-plugins-debian:1"
+DEBIAN = "localhost/oscar-plugins-debian:2"
+PYTHON = "localhost/oscar-plugins-python:2"
+BASH = "localhost/oscar-plugins-bash:2"
+IMAGES = {"busybox": BUSYBOX, "debian": DEBIAN, "python": PYTHON, "bash": BASH}
 #: What a file in each image says (a job proves it ran in the image by reading it).
 MARKER = "/etc/oscar-plugins-image"
-#: The tags the CWL v1.2 conformance suite pulls, served by the Debian image.
-CONFORMANCE_TAGS = ("docker.io/library/debian:stable-slim", "docker.io/library/python:3-slim")
+#: The names the CWL v1.2 conformance suite pulls, and the image of ours that stands in for each.
+CONFORMANCE_ALIASES = {
+    "docker.io/library/debian:stable-slim": "debian",
+    "docker.io/library/python:3-slim": "python",
+    "docker.io/library/bash:4.4": "bash",
+    "docker.io/library/alpine:latest": "busybox",
+}
+ENTRYPOINT = b"""#!/bin/sh
+# As the official bash image's: options go to bash, anything else runs as it is.
+if [ "${1#-}" != "$1" ] || [ -z "$(command -v "$1" 2>/dev/null)" ]; then set -- bash "$@"; fi
+exec "$@"
+"""
 
 
 class EngineUnavailable(Exception):
@@ -95,27 +114,49 @@ def build_busybox(engine: str = "podman", image: str = BUSYBOX) -> str:
     return image
 
 
-def build_debian(engine: str = "podman", image: str = DEBIAN, timeout: float = 900) -> str:
-    """``debootstrap --variant=minbase`` of this machine's Debian release with python3-minimal, imported."""
+def build_debian(engine: str = "podman", timeout: float = 900) -> None:
+    """One ``debootstrap --variant=minbase`` of this machine's Debian release with python3: imported as
+    :data:`PYTHON`, then without Python as :data:`DEBIAN`, then :data:`BASH` on top of it."""
     if shutil.which("debootstrap") is None:
         raise EngineUnavailable("debootstrap is not installed (apt-get install debootstrap)")
     release, mirror = _debian_source()
     with tempfile.TemporaryDirectory(prefix="oscar-plugins-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
-        done = _run(["debootstrap", "--variant=minbase", "--include=python3-minimal,ca-certificates", release,
+        done = _run(["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", release,
                      str(root), mirror], timeout)
         if done.returncode != 0:
             raise EngineUnavailable(f"debootstrap {release} from {mirror} failed: {_said(done)}")
-        (root / MARKER.lstrip("/")).write_text("debian\n")
         shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         (root / "usr/bin/python").unlink(missing_ok=True)
         (root / "usr/bin/python").symlink_to("python3")
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        done = _run([engine, "import", "-", image], 600, stdin=tar.stdout)
-        tar.wait()
-        if done.returncode != 0:
-            raise EngineUnavailable(f"{engine} import failed: {_said(done)}")
-    return image
+        (root / MARKER.lstrip("/")).write_text("python\n")
+        _import_tree(engine, root, PYTHON)
+        for pattern in ("usr/bin/python*", "usr/bin/py3*", "usr/bin/pydoc*", "usr/lib/python3*",
+                        "usr/lib/python3.*", "usr/local/lib/python3*"):
+            for path in root.glob(pattern):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        (root / MARKER.lstrip("/")).write_text("debian\n")
+        _import_tree(engine, root, DEBIAN)
+        entry = root / "usr/local/bin/docker-entrypoint.sh"
+        entry.write_bytes(ENTRYPOINT)
+        entry.chmod(0o755)
+        (root / MARKER.lstrip("/")).write_text("bash\n")
+        _import_tree(engine, root, BASH, 'ENTRYPOINT ["docker-entrypoint.sh"]', 'CMD ["bash"]')
+
+
+def _import_tree(engine: str, root: Path, image: str, *changes: str) -> None:
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    cmd = [engine, "import"]
+    for change in changes:
+        cmd += ["--change", change]
+    done = _run([*cmd, "-", image], 600, stdin=tar.stdout)
+    tar.wait()
+    if done.returncode != 0:
+        raise EngineUnavailable(f"{engine} import failed: {_said(done)}")
 
 
 def _debian_source() -> tuple[str, str]:
@@ -144,14 +185,16 @@ def _debian_source() -> tuple[str, str]:
 
 def probe(engine: str, image: str) -> None:
     """A real run of ``image`` (``info`` answering does not mean containers run)."""
-    done = _run([engine, "run", "--rm", "--network", "host", image, "/bin/sh", "-c", f"cat {MARKER}"], 120)
+    done = _run([engine, "run", "--rm", "--network", "host", "--entrypoint", "/bin/sh", image, "-c", f"cat {MARKER}"],
+                120)
     if done.returncode != 0:
         raise EngineUnavailable(f"{engine} cannot run a container here: {_said(done)} (see ../shared/CONTAINERS.md "
                                 "or docs/CONTAINERS.md: runc, cgroupfs and default_ulimits = [] in containers.conf)")
 
 
-def ready(kind: str = "busybox", engine: str = "podman") -> str:
-    """The image of ``kind`` (``busybox`` or ``debian``), built when missing and proven to run.
+def ready(kind: str = "busybox", engine: str = "podman", *, aliases: bool = False) -> str:
+    """The image of ``kind`` (a key of :data:`IMAGES`), built when missing and proven to run; with
+    ``aliases``, every image the conformance suite names too.
 
     Raises:
         EngineUnavailable: no engine, no way to build the image, or the engine cannot run containers.
@@ -159,23 +202,27 @@ def ready(kind: str = "busybox", engine: str = "podman") -> str:
     if os.environ.get("OSCAR_PLUGINS_TEST_ENGINE", engine) == "none":
         raise EngineUnavailable("container tests are turned off (OSCAR_PLUGINS_TEST_ENGINE=none)")
     if shutil.which(engine) is None:
-        raise EngineUnavailable(f"{engine} is not installed (.ci/run installs it: apt-get install podman runc)")
-    image = BUSYBOX if kind == "busybox" else DEBIAN
-    if not has_image(engine, image):
-        (build_busybox if kind == "busybox" else build_debian)(engine, image)
-    probe(engine, image)
-    if kind == "debian":
-        for tag in CONFORMANCE_TAGS:
-            if not has_image(engine, tag):
-                _run([engine, "tag", image, tag], 60)
-    return image
+        raise EngineUnavailable(f"{engine} is not installed (.ci/containers.sh installs it: apt-get install podman "
+                                "runc)")
+    kinds = {kind, *CONFORMANCE_ALIASES.values()} if aliases else {kind}
+    for k in sorted(kinds):
+        if not has_image(engine, IMAGES[k]):
+            if k == "busybox":
+                build_busybox(engine)
+            else:
+                build_debian(engine)
+        probe(engine, IMAGES[k])
+    if aliases:
+        for alias, k in CONFORMANCE_ALIASES.items():
+            _run([engine, "tag", IMAGES[k], alias], 60)
+    return IMAGES[kind]
 
 
 @functools.cache
-def reason(kind: str = "busybox", engine: str = "podman") -> str | None:
+def reason(kind: str = "busybox", engine: str = "podman", *, aliases: bool = False) -> str | None:
     """Why the image of ``kind`` cannot run here, or None when it can."""
     try:
-        ready(kind, engine)
+        ready(kind, engine, aliases=aliases)
     except EngineUnavailable as exc:
         return str(exc)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -165,10 +165,11 @@ def container_command(
     gpu: bool = False,
 ) -> list[str]:
     """The command running ``/bin/sh <script>`` in ``image`` with the work directory bind-mounted, the
-    service's ``cpu`` and ``memory`` as the engine's limits, the host's network (a pod reaches the cluster's
-    services and the internet), and, with ``gpu`` (``enable_gpu``), the machine's NVIDIA GPUs (CDI for
-    podman, ``--gpus`` for docker, ``--nv`` for apptainer). The container is kept until the runner has
-    read how it ended (out of memory or not) and removed it.
+    service's ``cpu`` and ``memory`` as the engine's limits (OSCAR sets them as the container's limits,
+    ``types.CreateResources``), the host's network (a pod reaches the cluster's services and the internet),
+    and, with ``gpu`` (``enable_gpu``: OSCAR asks for one ``nvidia.com/gpu``), one NVIDIA GPU (CDI
+    ``nvidia.com/gpu=0`` for podman, ``--gpus 1`` for docker; apptainer's ``--nv`` shows them all). The
+    container is kept until the runner has read how it ended (out of memory or not) and removed it.
 
     Variable VALUES are not on the command line (``ps`` would show secrets): docker and podman read
     ``-e NAME`` from their own environment, apptainer reads ``APPTAINERENV_NAME``/``SINGULARITYENV_NAME``
@@ -182,7 +183,8 @@ def container_command(
         cmd = [engine, "run", "--name", name, "--network", "host"]
         cmd += ["--cpus", f"{cpus:g}", "--memory", str(memory), "-v", mount, "-w", str(work_root)]
         if gpu:
-            cmd += ["--device", "nvidia.com/gpu=all"] if engine == "podman" else ["--gpus", "all"]
+            # one GPU, as OSCAR's limit nvidia.com/gpu: 1 (types.CreateResources); CDI's first for podman
+            cmd += ["--device", "nvidia.com/gpu=0"] if engine == "podman" else ["--gpus", "1"]
         for var in env_names:
             cmd += ["-e", var]
         return [*cmd, "--entrypoint", "/bin/sh", image, str(script)]

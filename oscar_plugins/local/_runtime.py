@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from oscar_plugins._events import minio_event
 from oscar_plugins._validation import service_name_problem
 from oscar_plugins.local._callers import Caller, OidcVerifier
 from oscar_plugins.local._config import Credentials, inside
@@ -53,7 +54,6 @@ from oscar_plugins.local._services import (
 )
 from oscar_plugins.local._storage import REGION, Storage
 from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
-from oscar_plugins.local._supervisor import minio_event
 from oscar_plugins.local._tls import trust_env
 
 __all__ = ["MAX_ARG_STRLEN", "Runtime", "RuntimeConfig", "event_owner"]

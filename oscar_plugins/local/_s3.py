@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, unquote
 
+from oscar_plugins._events import minio_event
 from oscar_plugins.local._listen import EventHub, listen_stream
 from oscar_plugins.local._s3persist import DiskMirror
 from oscar_plugins.local._sigv4 import SignatureProblem, verify, verify_post
-from oscar_plugins.local._supervisor import minio_event
 
 __all__ = ["main"]
 

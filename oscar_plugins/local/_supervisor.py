@@ -33,7 +33,6 @@ __all__ = [
     "EventError",
     "echo_event",
     "file_key",
-    "minio_event",
     "parse_event",
     "passes_filters",
     "response_memory",
@@ -208,24 +207,3 @@ def response_memory(files: Sequence[int], limit: int) -> int:
     if not files:
         return 0
     return min(RESPONSE_BASELINE, limit // 2) + (11 * sum(files) + 2) // 3
-
-
-def minio_event(bucket: str, key: str, principal: str, size: int = 0, etag: str = "",
-                name: str = "s3:ObjectCreated:Put") -> dict[str, Any]:
-    """The body MinIO's webhook posts to ``/job/<service>`` for an object created (one record)."""
-    from datetime import datetime, timezone
-    from urllib.parse import quote_plus
-
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    record = {
-        "eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "", "eventTime": now,
-        "eventName": name, "userIdentity": {"principalId": principal},
-        "requestParameters": {"principalId": principal, "region": "", "sourceIPAddress": "127.0.0.1"},
-        "responseElements": {},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": principal}, "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": quote_plus(key, safe=""), "size": size, "eTag": etag,
-                          "contentType": "application/octet-stream", "sequencer": "0"}},
-        "source": {"host": "127.0.0.1", "port": "", "userAgent": "oscar-plugins-local"},
-    }
-    return {"EventName": name, "Key": f"{bucket}/{key}", "Records": [record]}

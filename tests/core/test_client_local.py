@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 
 import httpx
 import pytest
@@ -23,6 +25,7 @@ from oscar_plugins import (
     service_from_dict,
 )
 from oscar_plugins._auth import BasicCredentials
+from oscar_plugins._dispatch import output_location
 from oscar_plugins._fdl import SPEC_HASH_ANNOTATION
 from oscar_plugins._profiles import ClusterProfile
 
@@ -107,7 +110,8 @@ def test_async_jobs_map_with_staging_and_verification(client, tmp_path):
     inputs = []
     for i in range(12):
         p = tmp_path / f"in-{i}.bin"
-        p.write_bytes(bytes([i]) * (100 if i % 2 else 200_000))  # small ones inline, big ones staged
+        # small ones in the body; 200 KB ones in a manifest the supervisor downloads; 2 MB ones staged once
+        p.write_bytes(bytes([i]) * (100 if i % 2 else 200_000 if i % 4 else 2_000_000))
         inputs.append(p)
     d = Dispatcher(client)
     seen = []
@@ -117,10 +121,32 @@ def test_async_jobs_map_with_staging_and_verification(client, tmp_path):
         (out,) = r.outputs
         assert out.read_bytes() == p.read_bytes() and out.parent.name == r.job.name
     assert seen[-1] == 12
-    # Re-staging unchanged inputs sends nothing.
+    # Re-staging unchanged large inputs sends nothing (only the job's small manifest).
     before = client.storage.bytes_uploaded
     d.map("async-map", [[inputs[0]]], tmp_path / "out2")
-    assert client.storage.bytes_uploaded == before
+    assert client.storage.bytes_uploaded - before < 10_000
+
+
+def test_inputs_too_large_for_the_body_reach_the_script_through_the_supervisor(client, tmp_path):
+    """A manifest that does not fit the pod's EVENT, or with inputs the image would have to download, is an
+    object the supervisor downloads (a MinIO event body): no download tool needed; deleted with the outputs."""
+    script = ('cat "$OSCAR_INPUTS_DIR"/* | sha256sum | cut -c1-64 > "$TMP_OUTPUT_DIR/sum"; '
+              'printf %s "$BIG_VAR" | wc -c >> "$TMP_OUTPUT_DIR/sum"')
+    client.ensure_service(_svc("async-event", script))
+    inputs = []
+    for i in range(3):
+        inputs.append(tmp_path / f"part-{i}.bin")
+        inputs[-1].write_bytes(os.urandom(150_000))
+    d = Dispatcher(client)
+    job = d.submit("async-event", inputs, env={"BIG_VAR": "v" * 100_000})
+    assert job.manifest is not None and job.manifest.startswith("oscar-plugins/manifests/")
+    d.tracker.wait([job], timeout=120)
+    result = d.collect(job, tmp_path / "out")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()
+    assert result.outputs[0].read_text().split() == [digest, "100000"]
+    assert job.manifest in result.objects  # deleted with the job's outputs by whoever cleans them
+    svc = client.get_service("async-event")
+    assert client.storage.exists(output_location(svc).bucket, job.manifest) is not None
 
 
 def test_async_failure_reports_exit_code_and_log(client, tmp_path):

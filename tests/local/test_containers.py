@@ -10,6 +10,8 @@ leaves the pod in ``ErrImagePull``.
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +166,29 @@ def test_deleting_a_running_job_removes_its_container(client: OscarClient, pod_c
     wait_for(lambda: containers(f"oscar-{job}"), timeout=60)
     client.delete_job("pod-sleep", job)
     wait_for(lambda: not containers(f"oscar-{job}"), timeout=60)
+
+
+DEBIAN_REASON = engines.reason("debian", ENGINE)
+
+
+@pytest.mark.skipif(DEBIAN_REASON is not None, reason=f"no Debian test image: {DEBIAN_REASON}")
+def test_an_image_without_download_tools_gets_its_inputs_through_the_supervisor(client: OscarClient,
+                                                                                 tmp_path: Path) -> None:
+    # debian:stable-slim's kind: no curl, no wget, no python3; the supervisor downloads what it can
+    script = ('for t in curl wget python3; do command -v $t; done > "$TMP_OUTPUT_DIR/tools"; '
+              'cat "$OSCAR_INPUTS_DIR"/* | sha256sum | cut -c1-64 > "$TMP_OUTPUT_DIR/sum"')
+    deploy(client, "pod-slim", script, image=engines.DEBIAN)
+    inputs = [tmp_path / "a.bin", tmp_path / "b.bin"]
+    for path in inputs:
+        path.write_bytes(os.urandom(300_000))  # over the body's inline budget: by URL, unless by the supervisor
+    [result] = Dispatcher(client).map("pod-slim", [inputs], tmp_path / "out")
+    assert result.error is None, result.error
+    out = result.outputs[0].parent
+    assert (out / "tools").read_text() == ""
+    assert (out / "sum").read_text().strip() == hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()
+    # over what the supervisor's manifest carries: a clear failure that names the fix
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))
+    [failed] = Dispatcher(client).map("pod-slim", [[big]], tmp_path / "out-big")
+    assert isinstance(failed.error, JobFailed)
+    assert "the image has no curl, wget or python3" in str(failed.error), failed.error

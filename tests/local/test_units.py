@@ -14,6 +14,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
+from oscar_plugins._events import minio_event
 from oscar_plugins.local import LocalClusterInfo, default_data_dir
 from oscar_plugins.local._config import inside
 from oscar_plugins.local._execution import (
@@ -35,7 +36,6 @@ from oscar_plugins.local._supervisor import (
     EventError,
     echo_event,
     file_key,
-    minio_event,
     parse_event,
     passes_filters,
     response_memory,
@@ -53,9 +53,9 @@ def test_container_command_docker_passes_names_not_values(tmp_path: Path) -> Non
     assert cmd[-4:] == ["--entrypoint", "/bin/sh", "ghcr.io/grycap/cowsay", str(tmp_path / "script.sh")]
     assert "-e" in cmd and "SECRET" in cmd and not any("=" in part for part in cmd)
     gpu = container_command("podman", "img", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n", gpu=True)
-    assert ["--device", "nvidia.com/gpu=all"] == gpu[gpu.index("--device"):gpu.index("--device") + 2]
-    assert "--gpus" in container_command("docker", "img", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n",
-                                         gpu=True)
+    assert ["--device", "nvidia.com/gpu=0"] == gpu[gpu.index("--device"):gpu.index("--device") + 2]
+    docker = container_command("docker", "img", tmp_path, tmp_path / "s.sh", [], cpus=1, memory=1, name="n", gpu=True)
+    assert ["--gpus", "1"] == docker[docker.index("--gpus"):docker.index("--gpus") + 2]
 
 
 def test_container_command_apptainer_and_env(tmp_path: Path) -> None:
