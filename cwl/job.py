@@ -122,6 +122,11 @@ class OscarCommandLineJob(JobBase):
             self._prepare(runtimeContext)
             plan = self.plan(runtimeContext)
             session = self.sessions.get(self.target.cluster)
+            entrypoint = session.entrypoint(self.target.image)
+            if entrypoint:
+                _logger.info("[job %s] the image's ENTRYPOINT goes in front of the command: %s", self.name,
+                             shlex.join(entrypoint))
+                plan = dataclasses.replace(plan, argv=[*entrypoint, *plan.argv])
             service = session.runner(self.runner_spec())
             work = Path(self.tmpdir) / ".oscar-cwl"
             refs = resolve_sources(plan.sources, work, lambda path: session.stage(service, path), session.presign)

@@ -22,7 +22,7 @@ from .pathmapper import split_s3
 from .runner import RunnerSpec
 
 if TYPE_CHECKING:  # the client stack (httpx, pydantic, boto3) loads on first use, not at start-up
-    from oscar_plugins import Job, JobResult, OscarClient, Service
+    from oscar_plugins import ImageInspector, Job, JobResult, OscarClient, Service
 
 __all__ = ["ClusterSession", "Sessions"]
 
@@ -48,6 +48,23 @@ class ClusterSession:
         self._lock = threading.Lock()
         self._trash: queue.SimpleQueue[tuple[Service, Job, list[str] | None] | None] = queue.SimpleQueue()
         self._janitor: threading.Thread | None = None
+        self._images: ImageInspector | None = None
+        self._no_images = False
+
+    def entrypoint(self, image: str) -> list[str]:
+        """The image's ``ENTRYPOINT`` (``docker run`` puts it in front of the command; an OSCAR pod never runs
+        it), read once per run: from the local cluster's engine, else from the image's registry."""
+        from oscar_plugins import ImageInspector
+
+        with self._lock:
+            if self._images is None:
+                # the embedded cluster says how it runs jobs; on the host, images (and entrypoints) play no part
+                engine = str(self.client.info().get("local_execution") or "")
+                self._images = ImageInspector(engine or None) if engine != "host" else None
+                self._no_images = engine == "host"
+        if self._no_images or self._images is None:
+            return []
+        return self._images.entrypoint(image) or []
 
     @property
     def name(self) -> str:

@@ -25,6 +25,7 @@ _EXPORTS = {
     "AsyncOscarClient": "._async",
     "parse_version": "._client",
     "Dispatcher": "._dispatch",
+    "ImageInspector": "._images",
     "JobResult": "._dispatch",
     "JobSpec": "._dispatch",
     "Job": "._jobs",
@@ -73,6 +74,7 @@ __all__ = [
     "ConnectionFailed",
     "Dispatcher",
     "FDLError",
+    "ImageInspector",
     "InputNotFound",
     "Job",
     "JobFailed",
@@ -137,6 +139,7 @@ if TYPE_CHECKING:
         TLSError,
     )
     from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_api, service_from_dict
+    from ._images import ImageInspector
     from ._jobs import Job, JobState, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, resolve_profile
