@@ -1,10 +1,11 @@
 """Generic runner services: one OSCAR service per (image, resources), reused across steps and runs.
 
-The service's script (:data:`RUNNER_SCRIPT`, POSIX ``sh``; needs ``tar``, ``base64`` and one of
-``curl``/``wget``/``python3`` in the image) defines the ``oc_*`` functions and then sources the job
-script that :func:`oscar_plugins.cwl.plan.render_job_script` built. It writes one file into the job's
-own output folder (``$TMP_OUTPUT_DIR``, per job thanks to the oscar-plugins wrapper), ``result.tar``
-(one upload and one download per job), holding:
+The service's script (:data:`RUNNER_SCRIPT`, POSIX ``sh``; needs ``tar`` and ``base64`` in the image,
+and one of ``curl``/``wget``/``python3`` for inputs too large to travel in the job script) defines the
+``oc_*`` functions and then sources the job script that
+:func:`oscar_plugins.cwl.plan.render_job_script` built. It writes one file into the job's own output
+folder (``$TMP_OUTPUT_DIR``, per job thanks to the oscar-plugins wrapper), ``result.tar`` (one upload and
+one download per job), holding:
 
 * ``out/``: the whole output directory (empty directories, symlinks and modes survive);
 * ``meta/exit-code``: the command's exit code; ``meta/timedout`` when ``ToolTimeLimit`` stopped it;
