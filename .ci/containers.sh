@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A container engine for the tests that run jobs in images (tests/local/test_containers.py, the CWL
 # conformance run with containers): Debian's podman with runc, and what tests/engines.py builds the test
-# images from offline (busybox-static, debootstrap). No registry is reachable on CI machines.
+# images from offline (busybox-static, debootstrap), and a registry to serve them on loopback
+# (docker-registry). No registry is reachable on CI machines.
 #
 # Best effort: when something cannot be installed, those tests skip and say why; the rest of the suite
 # runs. What works on this machine kind is in ../shared/CONTAINERS.md (and docs/CONTAINERS.md).
 set -u
 
 missing=()
-for tool in podman runc debootstrap; do
+for tool in podman runc debootstrap docker-registry; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The image needs a static busybox (the dynamic one would need the host's libc inside the image).

@@ -9,11 +9,16 @@ image a test runs is made here from what the machine has: ``podman import`` of a
   with ``python3`` (a minute from the Debian mirror the machine uses). Like ``python:3-slim``.
 - ``debian`` (:data:`DEBIAN`): the same tree without Python. Like ``debian:stable-slim``: no curl, no wget,
   no python3, so a job's inputs cannot be downloaded from inside it.
+- ``scipy`` (:data:`SCIPY`): Debian with python3, numpy, scipy and matplotlib (Debian's packages), for
+  the examples' steps (their own image, ``quay.io/jupyter/scipy-notebook``, is several GB).
 - ``bash`` (:data:`BASH`): the Debian tree with ``ENTRYPOINT ["docker-entrypoint.sh"]`` that hands
   options to bash, as the official ``bash`` image does.
 
 With ``aliases=True`` they are also tagged as the images the CWL v1.2 conformance suite names
 (:data:`CONFORMANCE_ALIASES`), which shadows those names in the engine's local storage: for test machines.
+
+:func:`registry` runs a real registry (Debian's ``docker-registry``) on loopback, for pulls with progress
+and for reading an image's configuration over the registry API.
 
 An engine that answers ``podman info`` may still be unable to run a container (crun on hybrid cgroups,
 see CONTAINERS.md), so readiness is a real ``run`` of the built image. :func:`reason` returns why an image
@@ -22,13 +27,19 @@ cannot run instead of raising, for ``pytest.skip`` and for the benchmark's table
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Bump the tag when what an image holds changes (an image already built is reused).
@@ -36,7 +47,8 @@ BUSYBOX = "localhost/oscar-plugins-busybox:1"
 DEBIAN = "localhost/oscar-plugins-debian:2"
 PYTHON = "localhost/oscar-plugins-python:2"
 BASH = "localhost/oscar-plugins-bash:2"
-IMAGES = {"busybox": BUSYBOX, "debian": DEBIAN, "python": PYTHON, "bash": BASH}
+SCIPY = "localhost/oscar-plugins-scipy:1"
+IMAGES = {"busybox": BUSYBOX, "debian": DEBIAN, "python": PYTHON, "bash": BASH, "scipy": SCIPY}
 #: What a file in each image says (a job proves it ran in the image by reading it).
 MARKER = "/etc/oscar-plugins-image"
 #: The names the CWL v1.2 conformance suite pulls, and the image of ours that stands in for each.
@@ -148,6 +160,24 @@ def build_debian(engine: str = "podman", timeout: float = 900) -> None:
         _import_tree(engine, root, BASH, 'ENTRYPOINT ["docker-entrypoint.sh"]', 'CMD ["bash"]')
 
 
+def build_scipy(engine: str = "podman", timeout: float = 1200) -> None:
+    """:data:`SCIPY`: ``debootstrap --variant=minbase`` with Debian's python3-numpy, -scipy, -matplotlib."""
+    if shutil.which("debootstrap") is None:
+        raise EngineUnavailable("debootstrap is not installed (apt-get install debootstrap)")
+    release, mirror = _debian_source()
+    with tempfile.TemporaryDirectory(prefix="oscar-plugins-rootfs-") as tmp:
+        root = Path(tmp) / "rootfs"
+        packages = "python3,python3-numpy,python3-scipy,python3-matplotlib,ca-certificates"
+        done = _run(["debootstrap", "--variant=minbase", f"--include={packages}", release, str(root), mirror],
+                    timeout)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"debootstrap {release} from {mirror} failed: {_said(done)}")
+        shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
+        (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+        (root / MARKER.lstrip("/")).write_text("scipy\n")
+        _import_tree(engine, root, SCIPY)
+
+
 def _import_tree(engine: str, root: Path, image: str, *changes: str) -> None:
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     cmd = [engine, "import"]
@@ -209,6 +239,8 @@ def ready(kind: str = "busybox", engine: str = "podman", *, aliases: bool = Fals
         if not has_image(engine, IMAGES[k]):
             if k == "busybox":
                 build_busybox(engine)
+            elif k == "scipy":
+                build_scipy(engine)
             else:
                 build_debian(engine)
         probe(engine, IMAGES[k])
@@ -228,3 +260,60 @@ def reason(kind: str = "busybox", engine: str = "podman", *, aliases: bool = Fal
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{engine}: {exc}"
     return None
+
+
+@contextlib.contextmanager
+def registry(tmp: Path) -> Iterator[Registry]:
+    """A real registry (Debian's ``docker-registry``, the CNCF distribution server) on a loopback port.
+
+    Raises:
+        EngineUnavailable: it is not installed or does not answer.
+    """
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise EngineUnavailable("docker-registry is not installed (.ci/containers.sh installs it: apt-get install "
+                                "docker-registry)")
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    host = f"127.0.0.1:{port}"
+    config = tmp / "registry.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp / 'data'}\n"
+                      f"http:\n  addr: {host}\n")
+    conf = tmp / "registries.conf"  # plain HTTP on loopback: the engine must be told it is fine
+    conf.write_text(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n')
+    log = (tmp / "registry.log").open("wb")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}/v2/", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise EngineUnavailable(f"docker-registry did not answer on {host} (see {tmp / 'registry.log'})")
+            time.sleep(0.1)
+        yield Registry(host, conf)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str
+    #: A ``registries.conf`` that lets the engine use it over plain HTTP (``CONTAINERS_REGISTRIES_CONF``).
+    conf: Path
+
+    def push(self, engine: str, image: str, name: str) -> str:
+        """Push a local ``image`` as ``name`` (``repo:tag``); its full reference."""
+        target = f"{self.host}/{name}"
+        env = {**os.environ, "CONTAINERS_REGISTRIES_CONF": str(self.conf)}
+        done = _run([engine, "push", image, target], 300, env=env)
+        if done.returncode != 0:
+            raise EngineUnavailable(f"{engine} push {target} failed: {_said(done)}")
+        return target

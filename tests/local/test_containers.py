@@ -192,3 +192,29 @@ def test_an_image_without_download_tools_gets_its_inputs_through_the_supervisor(
     [failed] = Dispatcher(client).map("pod-slim", [[big]], tmp_path / "out-big")
     assert isinstance(failed.error, JobFailed)
     assert "the image has no curl, wget or python3" in str(failed.error), failed.error
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engines.Registry]:
+    try:
+        with engines.registry(tmp_path_factory.mktemp("registry")) as reg:
+            yield reg
+    except engines.EngineUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def test_an_image_is_pulled_with_its_progress_in_the_jobs_log(client: OscarClient, tmp_path: Path,
+                                                              registry: engines.Registry,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    image = registry.push(ENGINE, engines.BUSYBOX, "pulled/busybox:1")  # only in the registry
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(registry.conf))  # plain HTTP on loopback
+    try:
+        deploy(client, "pod-pull", 'cat /etc/oscar-plugins-image > "$TMP_OUTPUT_DIR/image.txt"', image=image)
+        out = one_job(client, "pod-pull", tmp_path)
+        assert (out / "image.txt").read_text() == "busybox\n"
+        [job] = client.list_jobs("pod-pull")
+        log = client.job_log("pod-pull", job)
+        assert f"pulling image '{image}' (podman)" in log
+        assert "Copying blob" in log and f"pulled image '{image}'" in log, log  # the engine's own progress
+    finally:
+        subprocess.run([ENGINE, "rmi", "-f", image], capture_output=True, check=False, timeout=60)
