@@ -93,21 +93,27 @@ def report(label: str, outcome: Outcome, seconds: float) -> None:
             print(f"  {kind}: {', '.join(ids)}")
 
 
-def with_engine(args: argparse.Namespace, junit: Path) -> tuple[Outcome, float]:
-    """The run with containers: a local cluster with ``args.engine``, the suite's images built offline."""
-    sys.path.insert(0, str(ROOT))
+def with_engine(engine: str, junit: Path, *, jobs: int = 2, tags: str | None = None, suite: Path = SUITE,
+                timeout: float | None = None) -> tuple[Outcome, float]:
+    """The run with containers: a local cluster with ``engine``, the suite's images built offline.
+
+    Raises:
+        SystemExit: no container can run here (the reason).
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from oscar_plugins.local import LocalCluster
     from tests import engines
 
-    problem = engines.reason("busybox", args.engine, aliases=True)
+    problem = engines.reason("busybox", engine, aliases=True)
     if problem:
         raise SystemExit(f"no container can run here: {problem}")
     with LocalCluster(data_dir=Path(tempfile.mkdtemp(prefix="oscar-cwl-conformance-cluster-")), port=0,
-                      engine=args.engine) as lc:
+                      engine=engine) as lc:
         env = dict(os.environ, OSCAR_ENDPOINT=lc.endpoint, OSCAR_USER=lc.username, OSCAR_PASSWORD=lc.password,
                    OSCAR_SSL_VERIFY="false")
         start = time.monotonic()
-        outcome = run_suite(junit, jobs=args.jobs, tags=args.tags, cluster=None, suite=args.suite, env=env,
+        outcome = run_suite(junit, jobs=jobs, tags=tags, cluster=None, suite=suite, env=env, timeout=timeout,
                             tool_args=["--default-container", DEFAULT_CONTAINER])
         return outcome, time.monotonic() - start
 
@@ -143,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     junit = args.junit_xml or Path(tempfile.mkdtemp(prefix="oscar-cwl-conformance-")) / "junit.xml"
     if args.engine:
-        outcome, seconds = with_engine(args, junit)
+        outcome, seconds = with_engine(args.engine, junit, jobs=args.jobs, tags=args.tags, suite=args.suite)
     else:
         start = time.monotonic()
         outcome = run_suite(junit, jobs=args.jobs, tags=args.tags, cluster=args.cluster, suite=args.suite)

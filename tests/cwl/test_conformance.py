@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conformance import SUITE, read_junit, run_suite
+from .conformance import SUITE, read_junit, run_suite, with_engine
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +32,18 @@ def test_required_conformance_tests_pass_through_oscar(cluster_env: dict[str, st
     outcome = run_suite(tmp_path / "junit.xml", tags="required", cluster=None, env=cluster_env, timeout=1700)
     assert outcome.total >= 80, outcome.summary()
     assert not outcome.required_failed, outcome.summary()
+
+
+@pytest.mark.skipif(not (SUITE / "conformance_tests.yaml").is_file(), reason=f"no CWL suite at {SUITE}")
+@pytest.mark.timeout(2400)
+def test_required_and_docker_conformance_tests_pass_in_containers(tmp_path: Path):
+    """The same through a local cluster that runs every job in its image (podman; images built offline)."""
+    from tests import engines
+
+    problem = engines.reason("busybox", "podman", aliases=True)
+    if problem:
+        pytest.skip(f"no container can run here: {problem}")
+    outcome, _ = with_engine("podman", tmp_path / "junit.xml", tags="required,docker", timeout=2200)
+    assert outcome.total >= 90, outcome.summary()
+    assert not outcome.required_failed, outcome.summary()
+    assert not outcome.failed, outcome.summary()  # docker_entrypoint included
