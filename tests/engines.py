@@ -9,7 +9,7 @@ image a test runs is made here from what the machine has: ``podman import`` of a
   with ``python3`` (a minute from the Debian mirror the machine uses). Like ``python:3-slim``.
 - ``debian`` (:data:`DEBIAN`): the same tree without Python. Like ``debian:stable-slim``: no curl, no wget,
   no python3, so a job's inputs cannot be downloaded from inside it.
-- ``scipy`` (:data:`SCIPY`): Debian with python3, numpy, scipy and matplotlib (Debian's packages), for
+- ``scipy`` (:data:`SCIPY`): Debian with python3, numpy and scipy (Debian's packages), for
   the examples' steps (their own image, ``quay.io/jupyter/scipy-notebook``, is several GB).
 - ``bash`` (:data:`BASH`): the Debian tree with ``ENTRYPOINT ["docker-entrypoint.sh"]`` that hands
   options to bash, as the official ``bash`` image does.
@@ -161,13 +161,13 @@ def build_debian(engine: str = "podman", timeout: float = 900) -> None:
 
 
 def build_scipy(engine: str = "podman", timeout: float = 1200) -> None:
-    """:data:`SCIPY`: ``debootstrap --variant=minbase`` with Debian's python3-numpy, -scipy, -matplotlib."""
+    """:data:`SCIPY`: ``debootstrap --variant=minbase`` with Debian's python3-numpy and python3-scipy."""
     if shutil.which("debootstrap") is None:
         raise EngineUnavailable("debootstrap is not installed (apt-get install debootstrap)")
     release, mirror = _debian_source()
     with tempfile.TemporaryDirectory(prefix="oscar-plugins-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
-        packages = "python3,python3-numpy,python3-scipy,python3-matplotlib,ca-certificates"
+        packages = "python3,python3-numpy,python3-scipy,ca-certificates"
         done = _run(["debootstrap", "--variant=minbase", f"--include={packages}", release, str(root), mirror],
                     timeout)
         if done.returncode != 0:

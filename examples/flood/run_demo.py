@@ -65,7 +65,20 @@ def runner_command(args: argparse.Namespace) -> list[str]:
         cmd += ["--offload", "hinted"]
         if args.cluster:
             cmd += ["--oscar-cluster", args.cluster]
+        if args.image:
+            cmd += ["--overrides", str(image_overrides(args.image, args.output.resolve()))]
     return cmd
+
+
+def image_overrides(image: str, out: Path) -> Path:
+    """A cwltool overrides file that runs the model step in ``image`` instead of its DockerRequirement's
+    (a mirror in a registry the cluster reaches, or an image built for an offline local cluster)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "image-overrides.json"
+    model = (HERE / "tools" / "model.cwl").as_uri()
+    path.write_text(json.dumps({"cwltool:overrides": {model: {"requirements": {
+        "DockerRequirement": {"dockerPull": image}}}}}, indent=2) + "\n")
+    return path
 
 
 def run_workflow(name: str, cwl: str, params: list[str], outdir: Path, args: argparse.Namespace,
@@ -141,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner", choices=("oscar-cwl", "cwltool"), default="oscar-cwl",
                         help="cwltool runs everything locally, for comparison")
     parser.add_argument("--only", choices=("single", "scatter"), help="run one of the two workflows")
+    parser.add_argument("--image", help="run the model step in this image instead of tools/model.cwl's "
+                                        "(it needs python3 with numpy; used when the cluster runs jobs in images)")
     parser.add_argument("-v", "--verbose", action="store_true", help="echo the runner's whole log")
     args = parser.parse_args(argv)
 
