@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oscar_plugins import ConfigError
-from oscar_plugins._auth import BasicCredentials, Credentials, RefreshTokenCredentials, TokenCredentials
+from oscar_plugins import BasicCredentials, ConfigError, Credentials, RefreshTokenCredentials, TokenCredentials
 
 __all__ = ["DEFAULT_DASHBOARD", "ConnectionSettings", "parse_bool", "settings_from_fields"]
 

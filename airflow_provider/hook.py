@@ -64,7 +64,7 @@ def _settings(conn: Any, extra: Mapping[str, Any]) -> ConnectionSettings:
 def _profile(settings: ConnectionSettings) -> ClusterProfile:
     """The core's cluster profile; the ``local`` kind starts (or reuses) the embedded cluster."""
     if settings.local:
-        from oscar_plugins._profiles import local_profile
+        from oscar_plugins import local_profile
 
         return local_profile(settings.local_data_dir, quiet=True)
     assert settings.endpoint is not None and settings.credentials is not None

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oscar_plugins._lazy import lazy_exports
+from oscar_plugins import lazy_exports
 
 _EXPORTS = {
     "OscarStep": "._step",

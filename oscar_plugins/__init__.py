@@ -40,6 +40,12 @@ _EXPORTS = {
     "ClusterProfile": "._profiles",
     "resolve_profile": "._profiles",
     "load_profiles": "._profiles",
+    "local_profile": "._profiles",
+    "BasicCredentials": "._auth",
+    "Credentials": "._auth",
+    "OidcAgentCredentials": "._auth",
+    "RefreshTokenCredentials": "._auth",
+    "TokenCredentials": "._auth",
     "Storage": "._storage",
     "pick_cluster": "._capacity",
     "free_capacity": "._capacity",
@@ -67,11 +73,13 @@ __all__ = [
     "AsyncOscarClient",
     "AuthenticationError",
     "BadRequest",
+    "BasicCredentials",
     "ChecksumMismatch",
     "ClusterProfile",
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "Credentials",
     "Dispatcher",
     "FDLError",
     "ImageInspector",
@@ -86,10 +94,12 @@ __all__ = [
     "JobTracker",
     "Journal",
     "NotFound",
+    "OidcAgentCredentials",
     "OscarClient",
     "OscarError",
     "OutputExists",
     "ProfileNotFound",
+    "RefreshTokenCredentials",
     "RunResult",
     "ServerError",
     "Service",
@@ -99,9 +109,12 @@ __all__ = [
     "StorageError",
     "StorageIO",
     "TLSError",
+    "TokenCredentials",
     "free_capacity",
+    "lazy_exports",
     "load_fdl",
     "load_profiles",
+    "local_profile",
     "parse_version",
     "pick_cluster",
     "resolve_profile",
@@ -112,6 +125,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._async import AsyncOscarClient
+    from ._auth import BasicCredentials, Credentials, OidcAgentCredentials, RefreshTokenCredentials, TokenCredentials
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
     from ._dispatch import Dispatcher, JobResult, JobSpec
@@ -142,7 +156,7 @@ if TYPE_CHECKING:
     from ._images import ImageInspector
     from ._jobs import Job, JobState, JobTracker
     from ._journal import Journal
-    from ._profiles import ClusterProfile, load_profiles, resolve_profile
+    from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
     from ._storage import Storage
     from ._sync import RunResult
     from ._wrapper import LOG_FILE, RESERVED_FILES, STATUS_FILE, wrap_script

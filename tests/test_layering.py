@@ -1,0 +1,78 @@
+"""The adapters, the examples and the benchmarks use the core's public API only.
+
+A private module (``oscar_plugins._client``, ``oscar_plugins.local._runner``) may change in any release;
+what an adapter needs is exported by ``oscar_plugins`` (or ``oscar_plugins.local``). Read from the source
+(``ast``), so an import inside a function counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Folders that must stay on the public API, and the package each folder is imported as (for relative imports).
+USERS = {"cwl": "oscar_plugins.cwl", "airflow_provider": "oscar_plugins.airflow",
+         "itwinai_ext": "oscar_plugins.itwinai", "examples": None, "benchmarks": "benchmarks"}
+
+
+def _private(module: str, own: str | None = None) -> bool:
+    """A private module of the core (an adapter's own private modules are its business)."""
+    if own and (module == own or module.startswith(own + ".")):
+        return False
+    parts = module.split(".")
+    return parts[0] == "oscar_plugins" and any(p.startswith("_") and not p.startswith("__") for p in parts[1:])
+
+
+def _imports(path: Path, package: str | None) -> list[tuple[int, str]]:
+    """(line, absolute module) of every import in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                base = node.module or ""
+            elif package is None:
+                continue
+            else:
+                here = package.split(".")
+                # a module of the folder: level 1 is its package, each level more goes one up
+                parent = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+                base = ".".join([*parent, *([node.module] if node.module else [])])
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("folder", sorted(USERS))
+def test_no_private_core_module_is_imported(folder: str) -> None:
+    offences = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        package = USERS[folder]
+        if package is not None:  # a module in a sub-folder belongs to that sub-package
+            package = ".".join([package, *path.parent.relative_to(ROOT / folder).parts])
+        for line, module in _imports(path, package):
+            if _private(module, USERS[folder]):
+                offences.append(f"{path.relative_to(ROOT)}:{line}: {module}")
+    assert not offences, "import these from the public API (oscar_plugins or oscar_plugins.local):\n" + "\n".join(
+        offences)
+
+
+def test_the_check_sees_private_imports(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("import oscar_plugins._client\nfrom oscar_plugins._auth import X\n"
+                      "def f():\n    from ..local._runner import Y\n    from ._own import Z\n")
+    found = [m for _, m in _imports(source, "oscar_plugins.cwl") if _private(m, "oscar_plugins.cwl")]
+    assert "oscar_plugins._client" in found and "oscar_plugins._auth.X" in found
+    assert "oscar_plugins.local._runner.Y" in found
+    assert not [m for m in found if "_own" in m]
+
+
+def test_every_public_name_resolves() -> None:
+    package = importlib.import_module("oscar_plugins")
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
