@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import os
 import platform
@@ -283,10 +284,9 @@ def bench_staging(client: Any, size_mib: int, out: Path) -> list[Figure]:
         for _ in range(size_mib):
             fh.write(chunk)
     cfg = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=8)
-    from oscar_plugins._storage import sha256_file
-
     t0 = time.perf_counter()
-    digest = sha256_file(data)
+    with data.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
     hash_s = time.perf_counter() - t0  # what content addressing adds to a first upload, measured alone
     boto_up = ours_up = boto_down = ours_down = float("inf")
     key = ""
@@ -366,6 +366,62 @@ def bench_cwl(client: Any, branches: int, out: Path) -> list[Figure]:
                    f"identical: {'yes' if same else 'NO'}")]
 
 
+# -- 8: containers ------------------------------------------------------------------------------------
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_containers(calls: int, jobs: int, work: Path) -> list[Figure]:
+    """The same trivial service on a local cluster in host mode and one running each job in its image
+    (podman, busybox built offline): one-at-a-time synchronous calls (the start overhead, paired by
+    position: a call in a container minus the host's), then ``jobs`` asynchronous jobs at once."""
+    from oscar_plugins import BasicCredentials, ClusterProfile, Dispatcher, JobSpec, OscarClient
+    from oscar_plugins.local import down, up
+    from tests import engines
+
+    problem = engines.reason("busybox", "podman")
+    if problem:
+        return [Figure(8, "containers: podman vs host mode", "not run", "-", None,
+                       f"no container runs here: {problem}")]
+    latency: dict[str, list[float]] = {}
+    rate: dict[str, float] = {}
+    for engine in ("host", "podman"):
+        info = up(work / engine, cpus=2, memory=4 << 30, serve_args=["--engine", engine])
+        try:
+            prof = ClusterProfile(engine, info.endpoint, BasicCredentials(info.username, info.password),
+                                  ssl_verify=False)
+            with OscarClient(prof) as client:
+                client.ensure_service(service("bench-pod", image=engines.BUSYBOX))
+                client.run("bench-pod", "warm-up\n")  # the first call loads what later ones reuse
+                samples = []
+                for i in range(calls):
+                    t0 = time.perf_counter()
+                    client.run("bench-pod", f"call {i}\n")
+                    samples.append(time.perf_counter() - t0)
+                latency[engine] = samples
+                t0 = time.perf_counter()
+                results = Dispatcher(client).map("bench-pod", [JobSpec(payload=f"job {i}\n") for i in range(jobs)],
+                                                 work / engine / "out", max_in_flight=jobs)
+                wall = time.perf_counter() - t0
+                failed = [r.error for r in results if not r.ok]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} of {jobs} {engine} jobs failed: {failed[0]}")
+                rate[engine] = jobs / wall
+        finally:
+            down(work / engine)
+    overhead = [1000 * (c - h) for c, h in zip(latency["podman"], latency["host"], strict=True)]
+    host_ms = 1000 * _quantile(latency["host"], 0.5)
+    return [
+        Figure(8, f"container start overhead per job, {calls} sync calls: median", f"{_quantile(overhead, 0.5):.0f} ms",
+               "-", None, f"podman {1000 * _quantile(latency['podman'], 0.5):.0f} ms a call, host {host_ms:.0f} ms"),
+        Figure(8, "container start overhead per job: p95", f"{_quantile(overhead, 0.95):.0f} ms", "-", None,
+               f"podman p95 {1000 * _quantile(latency['podman'], 0.95):.0f} ms a call"),
+        Figure(8, f"trivial jobs per second, {jobs} at once: podman / host", f"{rate['podman'] / rate['host']:.2f}",
+               "-", None, f"podman {rate['podman']:.1f}/s, host {rate['host']:.1f}/s (2 cores, 20 job slots)"),
+    ]
+
+
 # -- driver ----------------------------------------------------------------------------------------------
 def machine() -> str:
     cpu = "unknown CPU"
@@ -397,11 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     jobs, official_jobs, sync_mib, stage_mib, branches = ((1000, 200, 256, 1024, 200) if not args.quick
                                                          else (100, 40, 32, 64, 20))
-    wanted = set(args.only or [1, 2, 3, 4, 5, 6, 7])
+    calls, pod_jobs = (40, 100) if not args.quick else (8, 20)
+    wanted = set(args.only or [1, 2, 3, 4, 5, 6, 7, 8])
 
-    from oscar_plugins import OscarClient
-    from oscar_plugins._auth import BasicCredentials
-    from oscar_plugins._profiles import ClusterProfile
+    from oscar_plugins import BasicCredentials, ClusterProfile, OscarClient
     from oscar_plugins.local import down, up
 
     started = time.perf_counter()
@@ -419,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                          ((4,), lambda: bench_sync(client, sync_mib, work / "s")),
                          ((5,), lambda: bench_staging(client, stage_mib, work / "st")),
                          ((6,), lambda: bench_cwl(client, branches, work / "cwl")),
-                         ((7,), bench_startup)]
+                         ((7,), bench_startup),
+                         ((8,), lambda: bench_containers(calls, pod_jobs, work / "pods"))]
                 for numbers, step in steps:
                     if wanted & set(numbers):
                         t0 = time.perf_counter()

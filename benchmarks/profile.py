@@ -99,9 +99,7 @@ def top_frames(raw: Path, limit: int = 8) -> tuple[list[tuple[float, str]], list
 
 
 def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
-    from oscar_plugins import OscarClient, service_from_dict
-    from oscar_plugins._auth import BasicCredentials
-    from oscar_plugins._profiles import ClusterProfile
+    from oscar_plugins import BasicCredentials, ClusterProfile, OscarClient, service_from_dict
     from oscar_plugins.local import down, up
 
     info = up(work / "cluster")
