@@ -14,7 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from oscar_plugins import APIError, InputNotFound, OscarError
 
@@ -49,22 +50,62 @@ class ClusterSession:
         self._trash: queue.SimpleQueue[tuple[Service, Job, list[str] | None] | None] = queue.SimpleQueue()
         self._janitor: threading.Thread | None = None
         self._images: ImageInspector | None = None
-        self._no_images = False
+        self._engine: str | None = None  # "" once known to be none
+        self._host_mode = False
+
+    def local_engine(self) -> str | None:
+        """The container engine that runs this cluster's jobs on this machine (an embedded local cluster
+        on loopback started with ``--engine podman|docker``), or None (a remote cluster, or host mode)."""
+        with self._lock:
+            if self._engine is None:
+                engine = str(self.client.info().get("local_execution") or "")
+                host = urlsplit(self.client.profile.endpoint).hostname or ""
+                on_this_machine = host in ("localhost", "127.0.0.1", "::1")
+                self._engine = engine if engine in ("podman", "docker") and on_this_machine else ""
+                self._host_mode = engine == "host"
+            return self._engine or None
 
     def entrypoint(self, image: str) -> list[str]:
         """The image's ``ENTRYPOINT`` (``docker run`` puts it in front of the command; an OSCAR pod never runs
         it), read once per run: from the local cluster's engine, else from the image's registry."""
         from oscar_plugins import ImageInspector
 
+        engine = self.local_engine()
+        if self._host_mode:  # the embedded cluster runs scripts on the host: images play no part
+            return []
         with self._lock:
             if self._images is None:
-                # the embedded cluster says how it runs jobs; on the host, images (and entrypoints) play no part
-                engine = str(self.client.info().get("local_execution") or "")
-                self._images = ImageInspector(engine or None) if engine != "host" else None
-                self._no_images = engine == "host"
-        if self._no_images or self._images is None:
-            return []
+                self._images = ImageInspector(engine)
         return self._images.entrypoint(image) or []
+
+    def local_image(self, requirement: dict[str, Any], digest: str) -> str | None:
+        """The image of a ``DockerRequirement`` to build (``dockerFile``), load (``dockerLoad``) or import
+        (``dockerImport``), made in the local cluster's engine (once per name); None when this cluster
+        cannot take such an image (OSCAR pulls images from registries).
+
+        Raises:
+            OscarError: the engine could not make the image (its own words).
+        """
+        from oscar_plugins import ImageBuilder
+
+        engine = self.local_engine()
+        if engine is None:
+            return None
+        tag = str(requirement.get("dockerImageId") or f"localhost/oscar-cwl-{digest}:latest")
+        with self._lock:
+            lock = self._locks.setdefault(f"image:{tag}", threading.Lock())
+        with lock:
+            builder = ImageBuilder(engine)
+            if builder.exists(tag):
+                return tag
+            if requirement.get("dockerFile"):
+                log.info("building image %s with %s (dockerFile)", tag, engine)
+                return builder.build(str(requirement["dockerFile"]), tag)
+            if requirement.get("dockerLoad"):
+                log.info("loading image %s into %s (dockerLoad)", requirement["dockerLoad"], engine)
+                return builder.load(str(requirement["dockerLoad"]), tag)
+            log.info("importing %s into %s as %s (dockerImport)", requirement["dockerImport"], engine, tag)
+            return builder.import_(str(requirement["dockerImport"]), tag)
 
     @property
     def name(self) -> str:

@@ -13,6 +13,8 @@ default image as a DockerRequirement *hint* (a requirement would change what the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Generator, Mapping, MutableSequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -30,13 +32,15 @@ from cwltool.workflow import default_make_tool
 from ruamel.yaml.comments import CommentedMap
 from schema_salad.exceptions import ValidationException
 
+from oscar_plugins import OscarError
+
 from .hints import OFFLOAD, HintError, parse_offload_hint
 from .job import OffloadTarget, OscarCommandLineJob
 from .pathmapper import OscarPathMapper
 from .plan import REMOTE_BASE, Layout
 
 if TYPE_CHECKING:
-    from .session import Sessions
+    from .session import ClusterSession, Sessions
 
 __all__ = [
     "DEFAULT_IMAGE",
@@ -145,7 +149,7 @@ class OscarCommandLineTool(CommandLineTool):
         settings = cast(OscarSettings, getattr(runtimeContext, "oscar", None))
         if settings is None or settings.sessions is None:
             raise WorkflowException("OscarCommandLineTool needs an OscarRuntimeContext with sessions")
-        target = dataclasses.replace(self.target, image=self.image())
+        target = dataclasses.replace(self.target, image=self.image(settings.sessions.get(self.target.cluster)))
         ctx = runtimeContext.copy()
         ctx.use_container = True  # the pod is the container, whatever --no-container says for local steps
         for job in super().job(job_order, output_callbacks, ctx):
@@ -154,12 +158,15 @@ class OscarCommandLineTool(CommandLineTool):
                 job.sessions = settings.sessions
             yield job
 
-    def image(self) -> str:
-        """The image the job runs in: DockerRequirement's ``dockerPull`` (or ``dockerImageId``).
+    def image(self, session: ClusterSession | None = None) -> str:
+        """The image the job runs in: DockerRequirement's ``dockerPull`` (or ``dockerImageId``); one to
+        build, load or import (``dockerFile``, ``dockerLoad``, ``dockerImport``) is made in the engine of
+        a local cluster that runs jobs in images.
 
         Raises:
-            UnsupportedRequirement: the image must be built or loaded locally (``dockerFile``,
-                ``dockerLoad``, ``dockerImport``): OSCAR pulls images from a registry.
+            UnsupportedRequirement: the image must be built or loaded and the cluster cannot take it: OSCAR
+                pulls images from a registry.
+            WorkflowException: the engine could not make it.
         """
         req, _ = self.get_requirement("DockerRequirement")
         if req is None:
@@ -169,9 +176,19 @@ class OscarCommandLineTool(CommandLineTool):
         local_build = [k for k in ("dockerFile", "dockerLoad", "dockerImport") if req.get(k)]
         if req.get("dockerImageId") and not local_build:
             return str(req["dockerImageId"])
+        if local_build and session is not None:
+            fields = {k: req[k] for k in (*local_build, "dockerImageId") if req.get(k)}
+            digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+            try:
+                made = session.local_image(fields, digest)
+            except OscarError as exc:
+                raise WorkflowException(str(exc)) from exc
+            if made is not None:
+                return made
         raise UnsupportedRequirement(
             f"DockerRequirement with {', '.join(local_build) or 'no image'} is not supported on OSCAR, which pulls "
-            "images from a registry: build and push the image, then give it as dockerPull")
+            "images from a registry: build and push the image, then give it as dockerPull (a local cluster "
+            "started with `oscar-plugins local up --engine podman` builds and loads such images itself)")
 
     def make_job_runner(self, runtimeContext: RuntimeContext) -> type[JobBase]:
         return OscarCommandLineJob

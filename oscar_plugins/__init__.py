@@ -25,6 +25,7 @@ _EXPORTS = {
     "AsyncOscarClient": "._async",
     "parse_version": "._client",
     "Dispatcher": "._dispatch",
+    "ImageBuilder": "._images",
     "ImageInspector": "._images",
     "JobResult": "._dispatch",
     "JobSpec": "._dispatch",
@@ -82,6 +83,7 @@ __all__ = [
     "Credentials",
     "Dispatcher",
     "FDLError",
+    "ImageBuilder",
     "ImageInspector",
     "InputNotFound",
     "Job",
@@ -153,7 +155,7 @@ if TYPE_CHECKING:
         TLSError,
     )
     from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_api, service_from_dict
-    from ._images import ImageInspector
+    from ._images import ImageBuilder, ImageInspector
     from ._jobs import Job, JobState, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile

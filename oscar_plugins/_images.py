@@ -9,20 +9,29 @@ Where it looks, in order: the local cluster's container engine (``engine image i
 cluster runs jobs in images on this machine, then the image's registry over the Docker Registry HTTP API
 v2 (anonymous pull token; manifest lists resolved to ``linux/amd64``, what OSCAR clusters run). An image
 neither can read gives None: the caller runs the command as it is and says so.
+
+:class:`ImageBuilder` builds, loads or imports an image into the local engine, for a local cluster that runs
+jobs in images (a real OSCAR cluster only pulls from registries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["ImageInspector", "parse_reference"]
+from ._exceptions import OscarError
+
+__all__ = ["ImageBuilder", "ImageInspector", "parse_reference"]
 
 log = logging.getLogger("oscar_plugins")
 
@@ -145,3 +154,80 @@ class ImageInspector:
         if response.status_code != 200:
             raise ValueError(f"GET {url}: HTTP {response.status_code}")
         return response.json()
+
+
+class ImageBuilder:
+    """Puts images into a local container engine's storage, where a local cluster running jobs with that
+    engine finds them (it pulls only what it does not have): CWL's ``dockerFile``, ``dockerLoad`` and
+    ``dockerImport``, which a real OSCAR cluster cannot take (it pulls from registries).
+
+    Args:
+        engine: ``podman`` or ``docker``.
+        timeout: seconds for one build, load or import.
+    """
+
+    def __init__(self, engine: str, *, timeout: float = 1800.0) -> None:
+        if engine not in ("podman", "docker"):
+            raise ValueError(f"cannot build images with {engine!r}: podman or docker")
+        self.engine = engine
+        self.timeout = timeout
+
+    def exists(self, image: str) -> bool:
+        """Whether the engine has ``image``."""
+        done = self._run("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        return done.returncode == 0
+
+    def build(self, dockerfile: str, tag: str) -> str:
+        """``engine build`` of a Dockerfile's text (no context directory, as CWL's ``dockerFile``) as ``tag``."""
+        with tempfile.TemporaryDirectory(prefix="oscar-plugins-build-") as context:
+            self._run("build", "--tag", tag, "-f", "-", ".", stdin=dockerfile, what=f"building image {tag}",
+                      cwd=context)
+        return tag
+
+    def load(self, source: str, tag: str | None = None) -> str:
+        """``engine load`` of an image archive (a path or an http(s) URL); the loaded image's name, tagged
+        ``tag`` when given."""
+        with self._local(source) as path:
+            done = self._run("load", "-i", path, what=f"loading image archive {source}")
+        loaded = re.findall(r"Loaded image(?:\(s\))?(?: ID)?:\s*(\S+)", done.stdout + done.stderr)
+        if not loaded:
+            raise OscarError(f"{self.engine} load {source} did not say which image it loaded: give dockerImageId")
+        if tag and tag != loaded[-1]:
+            self._run("tag", loaded[-1], tag, what=f"tagging {loaded[-1]} as {tag}")
+            return tag
+        return str(loaded[-1])
+
+    def import_(self, source: str, tag: str) -> str:
+        """``engine import`` of a root file system tarball (a path or an http(s) URL) as ``tag``."""
+        with self._local(source) as path:
+            self._run("import", path, tag, what=f"importing {source}")
+        return tag
+
+    @contextlib.contextmanager
+    def _local(self, source: str) -> Iterator[str]:
+        if not source.startswith(("http://", "https://")):
+            yield source.removeprefix("file://")
+            return
+        with tempfile.TemporaryDirectory(prefix="oscar-plugins-image-") as tmp:
+            path = Path(tmp) / "image.tar"
+            try:
+                with httpx.stream("GET", source, follow_redirects=True, timeout=60) as response:
+                    response.raise_for_status()
+                    with path.open("wb") as fh:
+                        for chunk in response.iter_bytes(1 << 20):
+                            fh.write(chunk)
+            except httpx.HTTPError as exc:
+                raise OscarError(f"could not download the image archive {source}: {exc}") from exc
+            yield str(path)
+
+    def _run(self, *args: str, stdin: str | None = None, what: str = "", check: bool = True,
+             cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            done = subprocess.run([self.engine, *args], input=stdin, capture_output=True, text=True,
+                                  timeout=self.timeout, check=False, cwd=cwd)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OscarError(f"{what or self.engine}: {exc}") from exc
+        if check and done.returncode != 0:
+            said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
+            raise OscarError(f"{what} with {self.engine} failed (exit {done.returncode}): " + " | ".join(said))
+        return done
