@@ -203,9 +203,12 @@ class OscarExecutor(MultithreadedJobExecutor):
         with cast(threading.Condition, ctx.workflow_eval_lock):
             self._active.pop(id(submitted), None)
         try:
-            job.finish(ctx, submitted)
+            again = job.finish(ctx, submitted)
         except BaseException as exc:
             self._failed(exc, ctx)
+            return
+        if again:  # still one of the jobs in flight: submitted anew (see OscarCommandLineJob.finish)
+            self._start(job, ctx)
             return
         self._done(ctx)
 

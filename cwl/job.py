@@ -31,7 +31,7 @@ from oscar_plugins import JobFailed, JobResult, OscarError
 
 from .pathmapper import S3_SCHEME
 from .plan import JobPlan, Layout, Placement, build_placements, render_job_script
-from .runner import RunnerSpec, format_cpu, format_memory
+from .runner import FETCH_UNAVAILABLE, RunnerSpec, format_cpu, format_memory
 from .staging import copy_back, fix_symlinks, resolve_sources, unpack_result
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class Submitted:
     plan: JobPlan
     #: Set when the job did not start in time and was cancelled (see ``--oscar-start-timeout``).
     expired: float | None = None
+    #: Whether inputs over the inline limits were left for the pod to download.
+    fetch: bool = True
 
 
 def process_status(rc: int, success: Iterable[int], temporary: Iterable[int], permanent: Iterable[int]) -> str:
@@ -99,9 +101,11 @@ class OscarCommandLineJob(JobBase):
     # -- synchronous path ------------------------------------------------------------------------
     def run(self, runtimeContext: RuntimeContext, tmpdir_lock: threading.Lock | None = None) -> None:
         submitted = self.start(runtimeContext, tmpdir_lock)
-        if submitted is not None:
+        while submitted is not None:
             submitted.job.future.result()
-            self.finish(runtimeContext, submitted)
+            if not self.finish(runtimeContext, submitted):
+                return
+            submitted = self.start(runtimeContext, tmpdir_lock)
 
     # -- first half: prepare and submit ----------------------------------------------------------
     def runner_spec(self) -> RunnerSpec:
@@ -129,7 +133,9 @@ class OscarCommandLineJob(JobBase):
                 plan = dataclasses.replace(plan, argv=[*entrypoint, *plan.argv])
             service = session.runner(self.runner_spec())
             work = Path(self.tmpdir) / ".oscar-cwl"
-            refs = resolve_sources(plan.sources, work, lambda path: session.stage(service, path), session.presign)
+            fetch = session.can_fetch(self.target.image)
+            refs = resolve_sources(plan.sources, work, lambda path: session.stage(service, path), session.presign,
+                                   fetch=fetch)
             script = render_job_script(plan, refs)
             shutil.rmtree(work, ignore_errors=True)
             job = session.submit(service, script)
@@ -146,7 +152,7 @@ class OscarCommandLineJob(JobBase):
             runtimeContext.prov_obj.used_artefacts(self.joborder, runtimeContext.process_run_id, str(self.name))
         _logger.info("[job %s] submitted to OSCAR cluster %r as %s/%s", self.name, session.name, service.name,
                      job.name)
-        return Submitted(session, service, job, plan)
+        return Submitted(session, service, job, plan, fetch=fetch)
 
     def _prepare(self, runtimeContext: RuntimeContext) -> None:
         """``JobBase._setup`` without its local GPU check (the GPU is the cluster's)."""
@@ -199,10 +205,13 @@ class OscarCommandLineJob(JobBase):
             stderr=f"{outdir}/{self.stderr}" if self.stderr else None, timelimit=self.timelimit or 0)
 
     # -- second half: collect ----------------------------------------------------------------------
-    def finish(self, runtimeContext: RuntimeContext, submitted: Submitted) -> None:
-        """Download and unpack the results, collect the CWL outputs, report them."""
+    def finish(self, runtimeContext: RuntimeContext, submitted: Submitted) -> bool:
+        """Download and unpack the results, collect the CWL outputs, report them. Returns True instead when
+        the job must be submitted again: its image could not download its inputs, which now travel inside
+        the job."""
         outputs: CWLObjectType = {}
         status = "permanentFail"
+        again = False
         work = Path(runtimeContext.create_tmpdir())
         collected: JobResult | None = None
         try:
@@ -227,7 +236,14 @@ class OscarCommandLineJob(JobBase):
             outputs = bytes2str_in_dicts(self.collect_outputs(self.outdir, rc))  # type: ignore[assignment]
             self._drop_secret_files(runtimeContext)
         except JobFailed as exc:
-            _logger.error("[job %s] OSCAR job %s failed: %s", self.name, submitted.job.name, exc)
+            if exc.exit_code == FETCH_UNAVAILABLE and submitted.fetch:
+                submitted.session.cannot_fetch(self.target.image)
+                _logger.info("[job %s] image %s has no curl, wget or python3 to download inputs: from now on its "
+                             "jobs carry every input inside them; submitting this one again", self.name,
+                             self.target.image)
+                again = True
+            else:
+                _logger.error("[job %s] OSCAR job %s failed: %s", self.name, submitted.job.name, exc)
             status = "permanentFail"
         except WorkflowException as exc:
             _logger.error("[job %s] Job error:\n%s", self.name, exc, exc_info=runtimeContext.debug)
@@ -239,11 +255,13 @@ class OscarCommandLineJob(JobBase):
         finally:
             self.sessions.finished(submitted.session, submitted.job)
         try:
-            self._report(outputs, status, runtimeContext)  # first: downstream steps wait for it
+            if not again:
+                self._report(outputs, status, runtimeContext)  # first: downstream steps wait for it
         finally:
             submitted.session.cleanup(submitted.service, submitted.job,
                                       collected.objects if collected is not None else None)
             shutil.rmtree(work, ignore_errors=True)
+        return again
 
     def _unpack(self, work: Path, plan: JobPlan) -> None:
         outdir = Path(self.outdir)

@@ -26,13 +26,16 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["RUNNER_SCRIPT", "RUNNER_VERSION", "RunnerSpec", "format_cpu", "format_memory"]
+__all__ = ["FETCH_UNAVAILABLE", "RUNNER_SCRIPT", "RUNNER_VERSION", "RunnerSpec", "format_cpu", "format_memory"]
 
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"
+#: The runner's exit code when an input must be downloaded and the image has no curl, wget or python3:
+#: oscar-cwl then sends that image's jobs with every input inside the job (EX_UNAVAILABLE).
+FETCH_UNAVAILABLE = 69
 #: Labels put on runner services, so that they can be listed (and cleaned) as a group.
 RUNNER_LABEL = "oscar-plugins.io/cwl-runner"
 
-RUNNER_SCRIPT = r"""# oscar-cwl runner v1: runs one CWL CommandLineTool job; the job script is $INPUT_FILE_PATH.
+RUNNER_SCRIPT = r"""# oscar-cwl runner v2: runs one CWL CommandLineTool job; the job script is $INPUT_FILE_PATH.
 oc_result="${TMP_OUTPUT_DIR:?the oscar-plugins wrapper sets TMP_OUTPUT_DIR}"
 oc_fail() { echo "oscar-cwl runner: $*" >&2; exit 70; }
 oc_fetch() {
@@ -41,7 +44,7 @@ oc_fetch() {
   elif command -v python3 >/dev/null 2>&1; then
     python3 -c 'import shutil,sys,urllib.request as u
 shutil.copyfileobj(u.urlopen(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
-  else echo "oscar-cwl runner: the image has no curl, wget or python3 to fetch inputs" >&2; return 127; fi
+  else echo "oscar-cwl runner: the image has no curl, wget or python3 to fetch inputs" >&2; exit 69; fi
 }
 oc_begin() {
   oc_root=$1; oc_outdir=$2; oc_tmpdir=$3; oc_in=$1/.in; oc_meta=$1/.meta

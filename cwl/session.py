@@ -52,6 +52,18 @@ class ClusterSession:
         self._images: ImageInspector | None = None
         self._engine: str | None = None  # "" once known to be none
         self._host_mode = False
+        self._no_fetch: set[str] = set()
+
+    def can_fetch(self, image: str) -> bool:
+        """Whether jobs in ``image`` can download their inputs (until one of them found it cannot)."""
+        with self._lock:
+            return image not in self._no_fetch
+
+    def cannot_fetch(self, image: str) -> None:
+        """``image`` has no curl, wget or python3: its jobs get every input inside the job, for the rest of
+        the run."""
+        with self._lock:
+            self._no_fetch.add(image)
 
     def local_engine(self) -> str | None:
         """The container engine that runs this cluster's jobs on this machine (an embedded local cluster

@@ -22,6 +22,7 @@ from .plan import Inline, Layout, Placement, Source, Url
 __all__ = [
     "INLINE_FILE_LIMIT",
     "INLINE_TOTAL_LIMIT",
+    "NO_FETCH_INLINE_LIMIT",
     "copy_back",
     "fix_symlinks",
     "pack_tree",
@@ -36,6 +37,9 @@ INLINE_FILE_LIMIT = 64 * 1024
 #: reaches the pod through the supervisor (a MinIO event for its manifest), so inlined inputs need no
 #: download tool in the image (``debian:stable-slim`` has none); larger ones are staged once and fetched.
 INLINE_TOTAL_LIMIT = 256 * 1024
+#: For an image that cannot download (no curl, wget or python3), every input travels inside the job, up
+#: to this much in all; the job reaches the pod as an object the supervisor downloads.
+NO_FETCH_INLINE_LIMIT = 16 * 1024 * 1024
 
 
 def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -66,18 +70,25 @@ def pack_tree(directory: Path, dest_dir: Path) -> Path:
 
 
 def resolve_sources(sources: Iterable[Source], work: Path, stage: Callable[[Path], str],
-                    presign: Callable[[str], str]) -> dict[str, Inline | Url]:
+                    presign: Callable[[str], str], *, fetch: bool = True) -> dict[str, Inline | Url]:
     """Decide how each source travels: inline when small, else ``stage(path)`` (a presigned URL).
 
-    ``s3://`` sources are already in the object store: ``presign(location)`` gives their URL.
+    ``s3://`` sources are already in the object store: ``presign(location)`` gives their URL. With
+    ``fetch=False`` (the image cannot download) every input travels inline, up to
+    :data:`NO_FETCH_INLINE_LIMIT` in all.
 
     Raises:
         FileNotFoundError: a source vanished since cwltool checked it.
+        ValueError: with ``fetch=False``, the inputs are too large to travel inside the job.
     """
     refs: dict[str, Inline | Url] = {}
     inline_total = 0
+    file_limit, total_limit = (INLINE_FILE_LIMIT, INLINE_TOTAL_LIMIT) if fetch else (NO_FETCH_INLINE_LIMIT,) * 2
     for src in sources:
         if src.path.startswith(S3_SCHEME):
+            if not fetch:
+                raise ValueError(f"input {src.path} must be downloaded in the pod, and the image has no curl, wget or "
+                                 "python3: add one of them to the image")
             refs[src.name] = Url(presign(src.path))
             continue
         path = Path(src.path)
@@ -86,9 +97,12 @@ def resolve_sources(sources: Iterable[Source], work: Path, stage: Callable[[Path
                 raise FileNotFoundError(f"input directory {path} does not exist")
             path = pack_tree(path, work)
         size = path.stat().st_size
-        if size <= INLINE_FILE_LIMIT and inline_total + size <= INLINE_TOTAL_LIMIT:
+        if size <= file_limit and inline_total + size <= total_limit:
             refs[src.name] = Inline(path.read_bytes())
             inline_total += size
+        elif not fetch:
+            raise ValueError(f"the inputs are over {NO_FETCH_INLINE_LIMIT >> 20} MiB, too much to travel inside the "
+                             "job, and the image has no curl, wget or python3 to download them: add one to the image")
         else:
             refs[src.name] = Url(stage(path))
     return refs

@@ -131,6 +131,70 @@ def test_a_broken_dockerfile_fails_with_the_engines_words(pod_env: dict[str, str
     assert "with podman failed" in run.stderr and "exit" in run.stderr, run.stderr[-3000:]
 
 
+SCATTER = """cwlVersion: v1.2
+class: Workflow
+requirements:
+  ScatterFeatureRequirement: {{}}
+inputs:
+  big: File
+  n: int[]
+outputs:
+  out:
+    type: File[]
+    outputSource: count/out
+steps:
+  count:
+    run:
+      class: CommandLineTool
+      requirements:
+        DockerRequirement: {{dockerPull: "{image}"}}
+      inputs:
+        big: File
+        n: int
+      baseCommand: [sh, -c, 'wc -c < "$0"; echo "$1"']
+      arguments: [$(inputs.big.path), $(inputs.n)]
+      stdout: out.txt
+      outputs:
+        out: {{type: stdout}}
+    in: {{big: big, n: n}}
+    scatter: n
+    out: [out]
+"""
+
+
+def test_an_image_without_download_tools_gets_large_inputs_inside_the_job(pod_env: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    """debian:stable-slim has no curl, wget or python3: the first job says so (exit 69), and from then on
+    the image's jobs carry every input inside them (delivered through the supervisor)."""
+    engines.ready("debian", ENGINE)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(300_000))  # over the 64 KiB a file travels inline by default
+    wf = tmp_path / "wf.cwl"
+    wf.write_text(SCATTER.format(image=engines.DEBIAN))
+    tmp_path.joinpath("job.yml").write_text(f"big: {{class: File, path: {big}}}\nn: [1, 2, 3]\n")
+    run = _run([str(BIN / "oscar-cwl"), "--offload", "all", "--outdir", str(tmp_path / "out"), str(wf),
+                str(tmp_path / "job.yml")], pod_env, tmp_path, 600)
+    assert run.code == 0, run.stderr[-3000:]
+    assert [Path(o["path"]).read_text() for o in run.out["out"]] == [f"300000\n{n}\n" for n in (1, 2, 3)]
+    again = run.stderr.count("has no curl, wget or python3 to download inputs")
+    assert 1 <= again <= 3, run.stderr[-3000:]  # jobs already in flight learn it themselves; none fails
+
+
+def test_inputs_too_large_to_travel_inside_the_job_name_the_fix(pod_env: dict[str, str], tmp_path: Path) -> None:
+    engines.ready("debian", ENGINE)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        fh.truncate(17 << 20)  # over the 16 MiB that may travel inside a job
+    wf = tmp_path / "wf.cwl"
+    wf.write_text(SCATTER.format(image=engines.DEBIAN))
+    tmp_path.joinpath("job.yml").write_text(f"big: {{class: File, path: {big}}}\nn: [1]\n")
+    run = _run([str(BIN / "oscar-cwl"), "--offload", "all", "--outdir", str(tmp_path / "out"), str(wf),
+                str(tmp_path / "job.yml")], pod_env, tmp_path, 600)
+    assert run.code == 1, run.stderr[-3000:]
+    assert "too much to travel inside the job, and the image has no curl, wget or python3" in run.stderr
+    assert "add one to the image" in run.stderr
+
+
 def test_a_cluster_without_an_engine_refuses_with_the_fix(cluster_env: dict[str, str], tmp_path: Path) -> None:
     """The session's host-mode cluster stands for a real one here: it cannot take an image built locally."""
     tool = _tool(tmp_path, f"dockerFile: |\n  FROM {engines.BUSYBOX}")
