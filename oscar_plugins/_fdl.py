@@ -478,15 +478,19 @@ def service_from_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Ser
     try:
         return Service.model_validate(dict(data))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = _field_path(first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "missing":
-            msg = f"required field '{field}' is missing"
-        extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        where = f"field '{field}': " if first["loc"] else ""
-        raise FDLError(f"{source}: {label}: {where}{msg}{extra}", source=source,
-                       service=str(name) if name else None, field=field) from None
+        problems = []
+        for error in exc.errors():
+            field = _field_path(error["loc"])
+            msg = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "missing":
+                problems.append(f"required field '{field}' is missing")
+            else:
+                problems.append(f"field '{field}': {msg}" if error["loc"] else msg)
+        first = _field_path(exc.errors()[0]["loc"])
+        text = problems[0] if len(problems) == 1 else (
+            f"{len(problems)} problems: " + "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1)))
+        raise FDLError(f"{source}: {label}: {text}", source=source,
+                       service=str(name) if name else None, field=first) from None
 
 
 def service_from_api(data: Any, *, source: str) -> Service:
@@ -649,6 +653,7 @@ def load_fdl(source: str | Path | Mapping[str, Any]) -> FDL:
     left_out = [f"storage_providers.{ref}" for ref in empty]  # a cluster a service goes to: cluster_for says it
     left_out += [f"clusters.{ident}" for ident in incomplete if ident not in targets]
     services: list[FDLService] = []
+    problems: list[FDLError] = []  # every service's problems, reported together
     for index, item in enumerate(items):
         if not isinstance(item, dict) or not item:
             raise FDLError(f"{label}: functions.oscar[{index}] must be a '<cluster-id>: <service>' mapping",
@@ -657,13 +662,24 @@ def load_fdl(source: str | Path | Mapping[str, Any]) -> FDL:
             where = f"{label} (functions.oscar[{index}].{cluster_id})"
             if not isinstance(raw, dict):
                 raise FDLError(f"{where} must be a service mapping", source=label)
-            svc, own_left_out = _service(raw, label=label, where=where, base=base, written=written, empty=empty)
+            try:
+                svc, own_left_out = _service(raw, label=label, where=where, base=base, written=written,
+                                             empty=empty)
+            except FDLError as exc:
+                problems.append(exc)
+                continue
             left_out += own_left_out
             if providers:
                 svc.storage_providers = (svc.storage_providers or StorageProviders()).merged_under(global_sp)
             if clusters:
                 svc.clusters = {**clusters, **(svc.clusters or {})}
             services.append(FDLService(str(cluster_id), svc))
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise FDLError(f"{label}: {len(problems)} services have problems:\n" + "\n".join(
+            f"  - {str(p).removeprefix(label + ': ')}" for p in problems), source=label,
+            service=problems[0].service, field=problems[0].field)
     if left_out:
         warn_once(label, "left out", f"{label}: {', '.join(left_out)} {'has' if len(left_out) == 1 else 'have'} "
                   "empty values (template placeholders): left out; fill them in to use them")

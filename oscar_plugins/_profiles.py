@@ -170,10 +170,21 @@ def save_profile(name: str, entry: Mapping[str, Any], *, path: Path | None = Non
     return path
 
 
+#: The environment variables that give credentials with ``OSCAR_ENDPOINT``.
+_ENV_CREDENTIALS = ("OSCAR_USER", "OSCAR_TOKEN", "OSCAR_REFRESH_TOKEN", "OSCAR_OIDC_ACCOUNT")
+
+
 def _env_profile(env: Mapping[str, str]) -> ClusterProfile | None:
     endpoint = env.get("OSCAR_ENDPOINT")
     if not endpoint:
         return None
+    if env.get("OSCAR_USER") and not env.get("OSCAR_PASSWORD"):
+        raise ConfigError(f"OSCAR_ENDPOINT={endpoint} and OSCAR_USER are set but OSCAR_PASSWORD is not: set "
+                          "OSCAR_PASSWORD too (or unset OSCAR_ENDPOINT to use a profile)")
+    if not any(env.get(var) for var in _ENV_CREDENTIALS):
+        raise ConfigError(f"OSCAR_ENDPOINT={endpoint} is set without credentials: set OSCAR_USER and "
+                          "OSCAR_PASSWORD, or OSCAR_TOKEN, OSCAR_REFRESH_TOKEN or OSCAR_OIDC_ACCOUNT (or unset "
+                          "OSCAR_ENDPOINT to use a profile of ~/.oscar-cli/config.yaml)")
     entry = {
         "endpoint": endpoint,
         "auth_user": env.get("OSCAR_USER"),

@@ -42,10 +42,52 @@ Every target is checked before the first service is deployed.
 """
 
 
+class UsageError(Exception):
+    """Bad usage found after parsing (exit code 2, like argparse's own errors)."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: give at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 (no retry) or more")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE: write it as {key or 'NAME'}=VALUE")
+    return key, value
+
+
 def _client(args: argparse.Namespace) -> OscarClient:
     from ._client import OscarClient
 
     return OscarClient.connect(args.cluster, quiet=args.quiet)
+
+
+#: The library's words for its arguments, as a CLI user types them.
+_CLI_WORDS = (("pass overwrite", "pass --overwrite"), ("pass expect='text'", "pass --expect text"))
+
+
+def cli_words(message: str) -> str:
+    """An error message of the library with its argument names as the CLI spells them."""
+    for library, cli in _CLI_WORDS:
+        message = message.replace(library, cli)
+    return message
 
 
 def _print_json(data: Any) -> None:
@@ -208,8 +250,15 @@ def cmd_service_delete(args: argparse.Namespace) -> int:
 
 # -- run, job, logs --------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
+    given = [what for what, value in (("an input file", args.input), ("--json", args.json),
+                                      ("--payload", args.payload)) if value is not None]
+    if not given:
+        raise UsageError("run: nothing to send: give an input file, --json '{...}' or --payload TEXT "
+                         "(--payload '' sends an empty input)")
+    if len(given) > 1:
+        raise UsageError(f"run: give only one of {' and '.join(given)}")
     client = _client(args)
-    data: Any = None
+    data: Any = args.payload
     if args.json is not None:
         try:
             data = json.loads(args.json)
@@ -233,15 +282,22 @@ def cmd_job(args: argparse.Namespace) -> int:
     from ._dispatch import Dispatcher, JobSpec
     from ._journal import Journal
 
+    if not args.cancel and not args.inputs and args.payload is None:
+        raise UsageError("job: nothing to send: give input files (one job each) or --payload TEXT for one job "
+                         "without files (--payload '' sends an empty input)")
+    if args.inputs and args.payload is not None and not args.cancel:
+        raise UsageError("job: --payload is for one job without input files: give input files or --payload")
     client = _client(args)
     dispatcher = Dispatcher(client)
     if args.cancel:
         from ._jobs import Job
 
+        if not args.inputs:
+            raise UsageError("job --cancel: name the jobs to cancel (see 'oscar-plugins logs SERVICE')")
         dispatcher.cancel([Job(args.service, name) for name in args.inputs])
         print(f"cancelled {len(args.inputs)} job(s)")
         return 0
-    env = dict(_split_env(e) for e in args.env)
+    env = dict(args.env)
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
         if not path.is_file():
@@ -251,10 +307,10 @@ def cmd_job(args: argparse.Namespace) -> int:
             job = dispatcher.submit(args.service, [path], env=env, track=False)
             print(job.name)
         if not inputs:
-            print(dispatcher.submit(args.service, [], payload=args.payload or "", env=env, track=False).name)
+            print(dispatcher.submit(args.service, [], payload=args.payload, env=env, track=False).name)
         return 0
-    out = Path(args.output or ".")
-    specs = [JobSpec([p], env=env) for p in inputs] or [JobSpec([], payload=args.payload or "", env=env)]
+    out = Path(args.output)
+    specs = [JobSpec([p], env=env) for p in inputs] or [JobSpec([], payload=args.payload, env=env)]
     bar = _progress(len(specs), args.quiet)
     results = dispatcher.map(args.service, specs, out, max_in_flight=args.max_in_flight, journal=Journal(),
                              retries=args.retries, overwrite=args.overwrite,
@@ -267,18 +323,11 @@ def cmd_job(args: argparse.Namespace) -> int:
             print(f"{label}: {r.job.name if r.job else '(collected earlier)'} -> "
                   f"{', '.join(str(p) for p in r.outputs) or 'no outputs'}")
     for r in failed:
-        print(f"oscar-plugins: error: {r.error}", file=sys.stderr)
+        print(f"oscar-plugins: error: {cli_words(str(r.error))}", file=sys.stderr)
     if failed:
         print(f"oscar-plugins: error: {len(failed)} of {len(results)} job(s) failed", file=sys.stderr)
         return 1
     return 0
-
-
-def _split_env(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise SystemExit(f"oscar-plugins: error: --env {text!r} must be NAME=VALUE")
-    key, value = text.split("=", 1)
-    return key, value
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -320,29 +369,61 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------------
+CLUSTER_HELP = ("cluster profile to use (see 'cluster list'); 'local' = the embedded local cluster (default: "
+                "OSCAR_ENDPOINT or OSCAR_CLUSTER, else the 'default:' of ~/.oscar-cli/config.yaml, else 'local')")
+VERBOSE_HELP = "more logging: -v info, -vv debug (default: warnings only)"
+QUIET_HELP = "no progress bar or notices"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, cluster: bool = True, top: bool = False) -> None:
+    """``-c``, ``-v``, ``-q`` on the top-level parser (``top``) and again on every sub-command, where their
+    default is SUPPRESS: absent after the sub-command means "as given before it", so
+    ``oscar-plugins -q run ...`` and ``oscar-plugins run ... -q`` agree."""
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    if cluster:
+        parser.add_argument("-c", "--cluster", default=default(None), help=CLUSTER_HELP)
+    parser.add_argument("-v", "--verbose", action="count", default=default(0), help=VERBOSE_HELP)
+    parser.add_argument("-q", "--quiet", action="store_true", default=default(False), help=QUIET_HELP)
+
+
+def _share_global_options(parser: argparse.ArgumentParser, *, cluster: bool = True) -> None:
+    """Give every sub-command, at every depth, the global options (a sub-command's own ``-c`` stays; the
+    ``local`` commands, which always mean the embedded cluster, take no ``-c``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                own = {opt for a in sub._actions for opt in a.option_strings}
+                wants_cluster = cluster and name != "local"
+                _global_options(sub, cluster=wants_cluster and "--cluster" not in own)
+                _share_global_options(sub, cluster=wants_cluster)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oscar-plugins", description="Offload work to OSCAR clusters.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--cluster", help="profile name (see 'cluster list'); 'local' = embedded cluster")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notices")
+    _global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     cluster = sub.add_parser("cluster", help="list, show or add cluster profiles").add_subparsers(
         dest="sub", required=True, metavar="ACTION")
     cluster.add_parser("list", help="profiles of ~/.oscar-cli/config.yaml").set_defaults(func=cmd_cluster_list)
-    show = cluster.add_parser("show", help="a cluster's profile and /system/info")
+    show = cluster.add_parser("show", help="a cluster's profile (no secrets) and /system/info, as JSON; which "
+                                           "cluster: -c NAME, else the order below", epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     show.set_defaults(func=cmd_cluster_show)
     add = cluster.add_parser("add", help="add a profile to ~/.oscar-cli/config.yaml (secrets from stdin)")
-    add.add_argument("name")
-    add.add_argument("--endpoint", required=True)
-    add.add_argument("--user")
+    add.add_argument("name", help="the profile's name (used with -c NAME)")
+    add.add_argument("--endpoint", required=True, help="the cluster's URL, e.g. https://oscar.example.org")
+    add.add_argument("--user", help="user for basic authentication (give the password with --password-stdin)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     add.add_argument("--token-stdin", action="store_true", help="read an OIDC access token from stdin")
     add.add_argument("--refresh-token-stdin", action="store_true", help="read an OIDC refresh token from stdin")
     add.add_argument("--oidc-account", help="an oidc-agent account name")
     add.add_argument("--no-ssl-verify", action="store_true", help="do not verify TLS (test clusters only)")
-    add.add_argument("--default", action="store_true", help="make it the default profile")
+    add.add_argument("--default", action="store_true", help="make it the default profile (the first profile "
+                                                           "saved becomes the default anyway)")
     add.set_defaults(func=cmd_cluster_add)
 
     service = sub.add_parser("service", help="apply, list, get or delete services").add_subparsers(
@@ -354,45 +435,55 @@ def build_parser() -> argparse.ArgumentParser:
                                    "current directory")
     apply.add_argument("-c", "--cluster", default=argparse.SUPPRESS,
                        help="deploy every service to this profile ('local' = embedded cluster), whatever its "
-                            "cluster id in the FDL")
+                            "cluster id in the FDL (default: the cluster id of each service, see below)")
     apply.add_argument("--no-wrap", action="store_true",
                        help="deploy scripts as they are (no exit codes, per-job outputs or staged inputs)")
     apply.set_defaults(func=cmd_service_apply)
     service.add_parser("list", help="services on the cluster").set_defaults(func=cmd_service_list)
     get = service.add_parser("get", help="a service's definition as JSON")
-    get.add_argument("name")
+    get.add_argument("name", help="the service's name")
     get.add_argument("--show-token", action="store_true", help="include the service's token")
     get.set_defaults(func=cmd_service_get)
     delete = service.add_parser("delete", help="delete a service and its buckets")
-    delete.add_argument("name")
+    delete.add_argument("name", help="the service's name")
     delete.set_defaults(func=cmd_service_delete)
 
     run = sub.add_parser("run", help="run a service synchronously on one input")
-    run.add_argument("service")
+    run.add_argument("service", help="the service's name")
     run.add_argument("input", nargs="?", help="input file (streamed, base64-encoded)")
     run.add_argument("--json", help="send this JSON object instead of a file")
-    run.add_argument("-o", "--output", help="write the output here (a directory when several files)")
-    run.add_argument("--expect", choices=["auto", "file", "zip", "text"], default="auto")
+    run.add_argument("--payload", metavar="TEXT", help="send this text instead of a file ('' sends an empty input)")
+    run.add_argument("-o", "--output", help="write the output here, a directory when several files (default: "
+                                            "print text, write a single file's bytes to stdout)")
+    run.add_argument("--expect", choices=["auto", "file", "zip", "text"], default="auto",
+                     help="how to read the answer: a file, a zip of files (unpacked), or the script's text; "
+                          "auto decides from the answer (default: %(default)s)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output files")
     run.set_defaults(func=cmd_run)
 
     job = sub.add_parser("job", help="submit asynchronous jobs, one per input; --wait collects outputs")
-    job.add_argument("service")
-    job.add_argument("inputs", nargs="*", help="input files (with --cancel: job names)")
-    job.add_argument("--payload", help="a text payload when no input file is given")
-    job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra variable")
+    job.add_argument("service", help="the service's name")
+    job.add_argument("inputs", nargs="*", help="input files, one job each (with --cancel: job names)")
+    job.add_argument("--payload", metavar="TEXT",
+                     help="one job without input files, with this text as its input ('' sends an empty input)")
+    job.add_argument("--env", action="append", default=[], type=_env_pair, metavar="NAME=VALUE",
+                     help="an extra variable for the jobs (repeatable)")
     job.add_argument("--wait", action="store_true", help="wait (progress bar) and download outputs")
-    job.add_argument("-o", "--output", help="directory for outputs (one folder per job); default: .")
-    job.add_argument("--max-in-flight", type=int, default=256, help="jobs submitted but not finished")
-    job.add_argument("--retries", type=int, default=0, help="resubmit jobs the cluster lost or failed")
+    job.add_argument("-o", "--output", default=".",
+                     help="with --wait: directory for outputs, one folder per job (default: %(default)s)")
+    job.add_argument("--max-in-flight", type=_positive, default=256, metavar="N",
+                     help="with --wait: jobs submitted but not finished, at most (default: %(default)s)")
+    job.add_argument("--retries", type=_non_negative, default=0, metavar="N",
+                     help="with --wait: resubmit a job the cluster lost or failed (not a script's non-zero exit) "
+                          "up to N times (default: %(default)s)")
     job.add_argument("--overwrite", action="store_true", help="replace existing output files")
     job.add_argument("--cancel", action="store_true", help="cancel (delete) the named jobs")
     job.set_defaults(func=cmd_job)
 
     logs = sub.add_parser("logs", help="a service's jobs, or one job's log")
-    logs.add_argument("service")
-    logs.add_argument("job", nargs="?")
-    logs.add_argument("--timestamps", action="store_true")
+    logs.add_argument("service", help="the service's name")
+    logs.add_argument("job", nargs="?", help="a job's name (default: list the service's jobs)")
+    logs.add_argument("--timestamps", action="store_true", help="prefix each line of the job's log with its time")
     logs.add_argument("--raw", action="store_true",
                       help="the job's log exactly as OSCAR returns it (with the base64 of the outputs)")
     logs.set_defaults(func=cmd_logs)
@@ -403,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_local_commands(sub)
+    _share_global_options(parser)
     return parser
 
 
@@ -415,8 +507,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except OscarError as exc:
+    except UsageError as exc:
         print(f"oscar-plugins: error: {exc}", file=sys.stderr)
+        return 2
+    except OscarError as exc:
+        print(f"oscar-plugins: error: {cli_words(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("oscar-plugins: interrupted; jobs in flight were cancelled", file=sys.stderr)

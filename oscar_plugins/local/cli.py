@@ -39,6 +39,9 @@ def _print_info(info: LocalClusterInfo, secrets: bool) -> None:
     if secrets:
         print(f"s3 access key: {info.s3_access_key}")
         print(f"s3 secret key: {info.s3_secret_key}")
+    else:
+        print("credentials: not shown (oscar-plugins and its Python API find them by themselves, profile "
+              "'local'); to print them: oscar-plugins local status --show-credentials")
     print(f"data:        {info.data_dir}")
     if info.oscar_version:
         print(f"answers as:  OSCAR {info.oscar_version} (oscar-plugins local up --oscar-version to change)")
@@ -72,7 +75,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     except LocalClusterError as exc:
         print(f"oscar-plugins local up: {exc}", file=sys.stderr)
         return 1
-    _print_info(info, secrets=True)
+    _print_info(info, secrets=args.show_credentials)
     return 0
 
 
@@ -81,7 +84,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if info is None:
         print("the local cluster is not running")
         return 1
-    _print_info(info, secrets=False)
+    _print_info(info, secrets=args.show_credentials)
     return 0
 
 
@@ -133,7 +136,7 @@ def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
     commands = local.add_subparsers(dest="local_command", metavar="{up,status,down,serve}")
     commands.required = True
     for name, handler, text in [
-        ("up", _cmd_up, "start the local cluster in the background and print its endpoint and credentials"),
+        ("up", _cmd_up, "start the local cluster in the background (unless it runs) and print its endpoint"),
         ("status", _cmd_status, "show whether the local cluster runs, and where"),
         ("down", _cmd_down, "stop the local cluster"),
         ("serve", _cmd_serve, "run the local cluster in the foreground (used by 'up')"),
@@ -142,6 +145,10 @@ def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
         parser.add_argument("--data-dir", default=None,
                             help="data directory (default: $OSCAR_PLUGINS_LOCAL_DIR or "
                                  "~/.local/share/oscar-plugins/local)")
+        if name in ("up", "status"):
+            parser.add_argument("--show-credentials", action="store_true",
+                                help="also print the password and the S3 keys (secrets: they are not shown "
+                                     "unless asked)")
         if name in ("up", "serve"):
             parser.add_argument("--port", type=int, default=0, help="API port (default: the previous one, else free)")
             parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")

@@ -115,3 +115,109 @@ def test_cluster_add_reads_password_from_stdin(tmp_path):
     listing = cli(env, "cluster", "list")
     assert "prod" in listing.stdout and "SENTINEL" not in listing.stdout
     assert yaml.safe_load(Path(tmp_path / "c.yaml").read_text())["oscar"]["prod"]["auth_password"] == "SENTINEL-PASS"
+
+
+# -- a newcomer's first hour (issue 15) ------------------------------------------------------------------
+def test_global_options_work_after_the_subcommand(env, tmp_path):
+    (tmp_path / "upper.sh").write_text('tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/out.txt"\n')
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-after"))
+    out = cli(env, "service", "apply", str(tmp_path / "fdl.yaml"), "-c", "local-test", "-q")
+    assert out.returncode == 0, out.stderr
+    assert "cli-after ready on local-test" in out.stdout
+    wrong = cli(env, "service", "list", "-c", "unknown-profile")  # -c after the command is honoured
+    assert wrong.returncode == 1 and "no cluster profile named 'unknown-profile'" in wrong.stderr
+    (tmp_path / "a.txt").write_text("quiet")
+    out = cli(env, "-q", "job", "cli-after", str(tmp_path / "a.txt"), "--wait", "-o", str(tmp_path / "o1"))
+    assert out.returncode == 0 and "jobs" not in out.stderr, out.stderr  # -q before: no progress bar
+    out = cli(env, "job", "cli-after", str(tmp_path / "a.txt"), "--wait", "-o", str(tmp_path / "o2"), "-q")
+    assert out.returncode == 0 and "jobs" not in out.stderr, out.stderr  # -q after: the same
+    from oscar_plugins.cli import build_parser
+
+    args = build_parser().parse_args(["-q", "-c", "a", "run", "svc", "f"])  # before still works, not overwritten
+    assert (args.quiet, args.cluster, args.verbose) == (True, "a", 0)
+    args = build_parser().parse_args(["run", "svc", "f", "-c", "b", "-vv"])
+    assert (args.quiet, args.cluster, args.verbose) == (False, "b", 2)
+
+
+@pytest.mark.parametrize("args,words", [
+    (("run", "some-svc"), "give an input file, --json '{...}' or --payload TEXT"),
+    (("run", "some-svc", "/etc/hostname", "--payload", "x"), "give only one of"),
+    (("job", "some-svc", "--wait"), "give input files (one job each) or --payload TEXT"),
+    (("job", "some-svc"), "give input files (one job each) or --payload TEXT"),
+    (("job", "some-svc", "--cancel"), "name the jobs to cancel"),
+    (("job", "some-svc", "/etc/hostname", "--max-in-flight", "0"), "--max-in-flight: 0 is too small: give at least 1"),
+    (("job", "some-svc", "/etc/hostname", "--retries", "-1"), "-1 is negative: give 0 (no retry) or more"),
+    (("job", "some-svc", "/etc/hostname", "--env", "FOO"), "'FOO' is not NAME=VALUE: write it as FOO=VALUE"),
+])
+def test_usage_errors_exit_2_and_say_what_to_pass(args, words, tmp_path):
+    environ = {**os.environ, "OSCAR_CONFIG": str(tmp_path / "none.yaml"),  # nothing must start a cluster
+               "OSCAR_ENDPOINT": "https://127.0.0.1:9", "OSCAR_TOKEN": "x"}
+    out = cli(environ, *args)
+    assert out.returncode == 2, out.stderr
+    assert words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_oscar_endpoint_without_credentials_names_the_variables(tmp_path):
+    environ = {**os.environ, "OSCAR_CONFIG": str(tmp_path / "none.yaml"), "OSCAR_ENDPOINT": "https://oscar.example.org"}
+    out = cli(environ, "service", "list")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    for name in ("OSCAR_USER", "OSCAR_PASSWORD", "OSCAR_TOKEN"):
+        assert name in out.stderr
+    out = cli({**environ, "OSCAR_USER": "u"}, "service", "list")
+    assert out.returncode == 1 and "OSCAR_PASSWORD is not" in out.stderr
+
+
+def test_fdl_errors_list_every_problem(env, tmp_path):
+    (tmp_path / "bad.yaml").write_text(
+        "functions:\n  oscar:\n  - local:\n      name: Bad_Name\n      image: alpine\n      cpu: lots\n"
+        "      memory: x\n      script: /etc/hostname\n  - local:\n      name: second\n      cpu: '-1'\n"
+        "      script: /etc/hostname\n")
+    out = cli(env, "service", "apply", str(tmp_path / "bad.yaml"), "-c", "local-test")
+    assert out.returncode == 1 and "more problem" not in out.stderr
+    for words in ("2 services have problems", "field 'name'", "cpu 'lots'", "memory 'x'",
+                  "required field 'image' is missing", "cpu '-1'"):
+        assert words in out.stderr
+
+
+def test_output_exists_names_the_cli_option(env, tmp_path):
+    (tmp_path / "taken.txt").write_text("mine")
+    out = cli(env, "run", "any-svc", "/etc/hostname", "-o", str(tmp_path / "taken.txt"))
+    assert out.returncode == 1 and "--overwrite" in out.stderr and "pass overwrite" not in out.stderr
+
+
+def test_cluster_show_has_no_secrets(env, local_cluster):
+    out = cli(env, "cluster", "show")
+    assert out.returncode == 0, out.stderr
+    assert local_cluster.endpoint in out.stdout
+    assert local_cluster.password not in out.stdout + out.stderr
+
+
+def _subparsers(parser, path=()):
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subparsers(sub, (*path, name))
+
+
+def test_every_option_has_help_and_its_default():
+    import argparse
+
+    from oscar_plugins.cli import build_parser
+
+    missing, no_default = [], []
+    for path, parser in _subparsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            name = " ".join((*path, action.option_strings[-1] if action.option_strings else action.dest))
+            if not (action.help or "").strip():
+                missing.append(name)
+            elif action.default not in (None, False, argparse.SUPPRESS, []) and \
+                    "default" not in action.help and "%(default)s" not in action.help:
+                no_default.append(f"{name} (default {action.default!r})")
+    assert not missing, f"options without help: {missing}"
+    assert not no_default, f"help does not say the default: {no_default}"
+    assert len(list(_subparsers(build_parser()))) > 15  # the walk reached every command

@@ -38,12 +38,19 @@ def test_daemon_lifecycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         err = capsys.readouterr().err
         assert err.count("using the embedded local cluster at " + first.endpoint) == 1
 
-        cli = subprocess.run([sys.executable, "-m", "oscar_plugins.local", "status", "--data-dir", str(data)],
-                             capture_output=True, text=True, timeout=60)
-        assert cli.returncode == 0 and first.endpoint in cli.stdout and first.password not in cli.stdout
-        cli = subprocess.run([sys.executable, "-m", "oscar_plugins.local", "up", "--data-dir", str(data)],
-                             capture_output=True, text=True, timeout=60)
-        assert cli.returncode == 0 and f"password:    {first.password}" in cli.stdout
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "oscar_plugins.cli", "local", *args, "--data-dir", str(data)],
+                                  capture_output=True, text=True, timeout=60)
+
+        secrets = (first.password, first.s3_secret_key)
+        for command in ("status", "up"):  # secrets only when asked, and the output says how to ask
+            shown = cli(command)
+            assert shown.returncode == 0 and first.endpoint in shown.stdout
+            assert not any(s in shown.stdout + shown.stderr for s in secrets), command
+            assert "local status --show-credentials" in shown.stdout
+            shown = cli(command, "--show-credentials")
+            assert shown.returncode == 0 and f"password:    {first.password}" in shown.stdout
+            assert first.s3_secret_key in shown.stdout
     finally:
         assert down(data)
     assert status(data) is None and not (data / "server.json").exists()
