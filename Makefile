@@ -8,14 +8,18 @@ STAMP_ALL := $(VENV)/.installed-all
 .PHONY: demo test lint typecheck unit bench profile conformance clean install install-all
 
 $(PY):
+	@echo "== creating the virtual environment $(VENV) and upgrading pip (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP_CORE): pyproject.toml | $(PY)
+	@echo "== installing oscar-plugins with cwltool, numpy and matplotlib into $(VENV) (about a minute the first time)"
 	$(PY) -m pip install --quiet -e '.[cwl,examples]'
 	touch $@
 
 $(STAMP_ALL): pyproject.toml | $(PY)
+	@echo "== installing oscar-plugins with every extra (cwltool, Airflow 3, itwinai) and the test tools into" \
+	  "$(VENV) (about 4 minutes and 7 GB the first time)"
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	touch $@ $(STAMP_CORE)
 

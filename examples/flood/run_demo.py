@@ -142,6 +142,25 @@ def check(single: Run | None, scatter: Run | None) -> list[Check]:
     return checks
 
 
+def local_cluster_running() -> str | None:
+    """The endpoint of the embedded local cluster's background server, when it runs."""
+    from oscar_plugins.local import status
+
+    info = status()
+    return info.endpoint if info is not None else None
+
+
+def cli_command() -> str:
+    """How to call ``oscar-plugins`` from here: its name when it is on PATH (an activated venv), else its path."""
+    exe = Path(sys.executable).parent / "oscar-plugins"
+    if shutil.which("oscar-plugins") == str(exe):
+        return "oscar-plugins"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=80, help="cells per side of the 2 km domain (default 80: 25 m)")
@@ -160,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.output.resolve()
+    local_before = local_cluster_running()
     started = time.monotonic()
     where = f"cluster profile '{args.cluster}'" if args.cluster else "the configured or embedded local cluster"
     print(f"DT-Flood example: flood model offloaded to OSCAR ({where}), {args.size}x{args.size} cells; "
@@ -192,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Flood maps per return period:  {out / 'scatter'}/flood_map_T*.png")
     ok = all(r.code == 0 for r in runs) and bool(checks) and all(c.ok for c in checks)
     print("Demo finished: all checks passed." if ok else "Demo FAILED: see the messages above.")
+    if local_before is None and (endpoint := local_cluster_running()):
+        print(f"The demo started the embedded local OSCAR cluster ({endpoint}); it keeps running in the background "
+              f"so the next run starts faster. Stop it with: {cli_command()} local down")
     return 0 if ok else 1
 
 

@@ -221,3 +221,27 @@ def test_every_option_has_help_and_its_default():
     assert not missing, f"options without help: {missing}"
     assert not no_default, f"help does not say the default: {no_default}"
     assert len(list(_subparsers(build_parser()))) > 15  # the walk reached every command
+
+
+def test_readme_python_snippet_prints_what_it_says(local_cluster, tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (snippet,) = re.findall(r"## Use it from Python\n\n```python\n(.*?)```", readme, re.S)
+    (tmp_path / "copy.sh").write_text('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH")"\n')
+    (tmp_path / "services.yaml").write_text(FDL.replace("cli-upper", "my-svc").replace("upper.sh", "copy.sh"))
+    for name in ("input.nc", "a.nc", "b.nc"):
+        (tmp_path / name).write_text(f"data of {name}")
+    (tmp_path / "snippet.py").write_text(snippet)
+    environ = {**os.environ, "OSCAR_ENDPOINT": local_cluster.endpoint, "OSCAR_USER": local_cluster.username,
+               "OSCAR_PASSWORD": local_cluster.password, "OSCAR_SSL_VERIFY": "false"}
+    out = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, env=environ, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[PosixPath('result.nc')]"  # what the comment promises
+    assert (tmp_path / "result.nc").read_text() == "data of input.nc"
+    for line, name in zip(lines[1:], ("a.nc", "b.nc"), strict=True):
+        job, paths = line.split(" ", 1)
+        assert job.startswith("my-svc-") and paths == f"[PosixPath('out/{job}/{name}')]", line
+        assert (tmp_path / "out" / job / name).read_text() == f"data of {name}"

@@ -168,6 +168,29 @@ def test_demo_offloads_the_model_and_passes_the_physical_checks(demo):
 
 
 @pytest.mark.slow
+def test_demo_says_it_left_the_local_cluster_it_started_running(demo, tmp_path):
+    proc, _ = demo
+    assert "local down" not in proc.stdout  # a configured cluster (OSCAR_ENDPOINT): nothing of ours was started
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSCAR_") or k.startswith("OSCAR_PLUGINS_")}
+    env.update({"OSCAR_CONFIG": str(tmp_path / "no-profiles.yaml"), "OSCAR_PLUGINS_LOCAL_DIR": str(tmp_path / "local")})
+    from oscar_plugins.local import down, status
+
+    try:
+        proc = subprocess.run([sys.executable, str(FLOOD / "run_demo.py"), "--size", "24", "--only", "single",
+                               "-o", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=400)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        info = status(tmp_path / "local")
+        assert info is not None  # the demo started it and left it running, as it says
+        assert f"The demo started the embedded local OSCAR cluster ({info.endpoint})" in proc.stdout
+        assert "oscar-plugins local down" in proc.stdout
+        again = subprocess.run([sys.executable, str(FLOOD / "run_demo.py"), "--size", "24", "--only", "single",
+                                "-o", str(tmp_path / "out2")], env=env, capture_output=True, text=True, timeout=400)
+        assert again.returncode == 0 and "local down" not in again.stdout  # it was running before: no notice
+    finally:
+        down(tmp_path / "local")
+
+
+@pytest.mark.slow
 def test_demo_outputs_make_physical_sense(demo):
     proc, out = demo
     assert proc.returncode == 0, proc.stdout + proc.stderr
