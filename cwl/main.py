@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.description = "Run CWL workflows with CommandLineTools offloaded to OSCAR serverless clusters."
     group = parser.add_argument_group("OSCAR")
     group.add_argument("--oscar-cluster", metavar="PROFILE", default=None,
-                       help="cluster profile for offloaded steps (default: OSCAR_ENDPOINT/OSCAR_CLUSTER, the "
-                            "default of ~/.oscar-cli/config.yaml, else the embedded local cluster)")
+                       help="cluster profile for offloaded steps, checked (it exists and answers) before any "
+                            "step runs (default: OSCAR_ENDPOINT/OSCAR_CLUSTER, the default of "
+                            "~/.oscar-cli/config.yaml, else the embedded local cluster)")
     group.add_argument("--offload", choices=OFFLOAD_MODES, default="all",
                        help="which CommandLineTools run on OSCAR: all (unless their oscar:Offload hint says "
                             "offload: false), only those with an oscar:Offload hint, or none (default: all)")
@@ -108,6 +109,25 @@ def _cancel_on_signals(sessions: Sessions) -> Iterator[None]:
                 signal.signal(sig, old)
 
 
+#: cwltool options that run no workflow: no cluster to check.
+_NO_RUN = ("version", "validate", "print_deps", "print_input_deps", "print_dot", "print_rdf", "pack",
+           "print_targets", "print_subgraph", "make_template", "print_supported_versions")
+
+
+def check_cluster(sessions: Sessions, name: str) -> str | None:
+    """Connect to the cluster ``--oscar-cluster`` names and ask it for ``/system/info``; the problem, or None.
+
+    Done before cwltool starts, so a wrong name or a cluster that does not answer fails before any local
+    step runs (the error of an unknown name lists the profiles there are)."""
+    from oscar_plugins import OscarError
+
+    try:
+        sessions.get(name).client.info()
+    except OscarError as exc:
+        return f"--oscar-cluster {name}: {exc}"
+    return None
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -137,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     loading_context.singularity = runtime_context.singularity
     loading_context.podman = runtime_context.podman
     loading_context.oscar = settings
+
+    if args.oscar_cluster and args.offload != "none" and args.workflow and \
+            not any(getattr(args, option, False) for option in _NO_RUN):
+        problem = check_cluster(sessions, args.oscar_cluster)
+        if problem:
+            sessions.close()
+            print(f"oscar-cwl: error: {problem}", file=sys.stderr)
+            return 1
 
     code = 1
     with _cancel_on_signals(sessions):

@@ -140,6 +140,45 @@ def test_unknown_cluster_profile_is_a_clean_error_and_keeps_the_outdir(oscar_cwl
     assert kept.read_text() == "keep me"  # nothing lost
 
 
+def test_the_cluster_is_checked_before_any_local_step(oscar_cwl, tmp_path, local_cluster):
+    marker = tmp_path / "local-step-ran"
+    wf = tmp_path / "local-first.cwl"
+    wf.write_text(f"""cwlVersion: v1.2
+class: Workflow
+$namespaces: {{oscar: 'https://oscar-plugins.readthedocs.io/cwl#'}}
+inputs: []
+outputs: []
+steps:
+  local:
+    run:
+      class: CommandLineTool
+      baseCommand: [sh, -c, 'echo ran > {marker}; echo done']
+      inputs: []
+      outputs: {{out: stdout}}
+    in: []
+    out: [out]
+  remote:
+    run:
+      class: CommandLineTool
+      hints: {{oscar:Offload: {{}}}}
+      baseCommand: cat
+      inputs: {{f: {{type: File, inputBinding: {{position: 1}}}}}}
+      outputs: []
+    in: {{f: local/out}}
+    out: []
+""")
+    cfg = tmp_path / "profiles.yaml"
+    cfg.write_text(f"oscar:\n  dead:\n    endpoint: http://127.0.0.1:9\n    auth_user: u\n    auth_password: p\n"
+                   f"  alive:\n    endpoint: {local_cluster.endpoint}\n    auth_user: u\n    auth_password: p\n")
+    env = {"OSCAR_CONFIG": str(cfg), "OSCAR_ENDPOINT": ""}
+    for name, words in (("no-such-profile", "known profiles are alive, dead, local"), ("dead", "127.0.0.1:9")):
+        run = oscar_cwl("--offload", "hinted", "--oscar-cluster", name, str(wf), env=env)
+        clean_failure(run, words)
+        assert f"oscar-cwl: error: --oscar-cluster {name}:" in run.stderr
+        assert not marker.exists(), f"the local step ran before the cluster {name!r} was checked"
+    assert "[step local]" not in run.stderr
+
+
 def test_invalid_offload_hint_is_a_clean_error(oscar_cwl, tmp_path):
     tool = tmp_path / "hint.cwl"
     tool.write_text("cwlVersion: v1.2\nclass: CommandLineTool\n"
