@@ -237,6 +237,11 @@ def test_cwl_workflow_offloads_indices_and_forecaster_and_passes_the_checks(clus
     report = json.loads(Path(out["report"]["path"]).read_text())
     _assert_report(report, SMALL["tiles"])
     _png_is_a_map(Path(out["warning_png"]["path"]))
+    # The step runs in cwltool's scratch folder: it names the map and says where the runner puts it, never a
+    # scratch path that is gone once the runner has moved the files.
+    assert "Map: drought_warning.png" in log and "in the workflow's output directory" in log
+    assert not re.search(r"Map: /\S*drought_warning\.png", log)
+    assert report["outputs"] == {"map": "drought_warning.png", "table": "drought_summary.csv"}
     table = Path(out["summary_table"]["path"]).read_text().splitlines()
     assert table[0].startswith("tile,elevation_m,spi_now,spei_now,spi_next,spei_next") and len(table) == 5
 

@@ -286,12 +286,20 @@ def checks(summaries: list[dict[str, Any]], forecast: dict[str, Any], png: dict[
     return found
 
 
+def where(path: Path, out_dir: Path | None) -> str:
+    """A file's place for the report: its absolute path when the caller chose the folder, else its name (a CWL
+    step writes into a scratch folder that the runner moves to its --outdir)."""
+    return str(path.resolve()) if out_dir is not None else path.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--region", type=Path, required=True, help="region.json of the prepare step")
     parser.add_argument("--forecast", type=Path, nargs="+", required=True, help="forecast.json and forecast.npz")
     parser.add_argument("--indices", type=Path, nargs="+", required=True, help="indices_*.npz and summary_*.json")
-    parser.add_argument("--out-dir", type=Path, default=Path())
+    parser.add_argument("--out-dir", type=Path, default=None,
+                        help="where to write the map, table and report (default: the working directory, as a CWL "
+                             "step, whose runner then moves them to its --outdir)")
     args = parser.parse_args(argv)
     region = json.loads(args.region.read_text())
     (fc_json,) = [p for p in args.forecast if p.suffix == ".json"]
@@ -301,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                        key=lambda s: s["tile"])
     grid = assemble([p for p in args.indices if p.suffix == ".npz"], fc_npz)
     rows = summary_rows(grid)
-    out = args.out_dir
+    out = args.out_dir or Path()
     out.mkdir(parents=True, exist_ok=True)
     png_path = out / "drought_warning.png"
     draw(grid, region, forecast, rows, png_path)
@@ -327,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale_months": scale, "tiles": {}, "classes": {n: float(np.mean(grid["classes"] == k))
                                                        for k, n in enumerate(CLASS_NAMES)},
         "forecast_skill": forecast["skill"], "checks": found, "timing": timing,
-        "outputs": {"map": str(png_path.resolve()), "table": str((out / "drought_summary.csv").resolve())}}
+        "outputs": {"map": where(png_path, args.out_dir), "table": where(out / "drought_summary.csv", args.out_dir)}}
     by_tile = {row["tile"]: row for row in rows}
     for s in summaries:
         row = by_tile[s["tile"]]
@@ -355,7 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{'PASS' if c['ok'] else 'FAIL'}] {c['name']}: {json.dumps(c['value'])}")
     print(f"Run time {total:.1f} s from prepare to map; offloaded steps computing during {busy:.1f} s of it "
           f"({100 * busy / total:.0f}%) on {', '.join(timing['hosts'])}")
-    print(f"Map: {png_path.resolve()}\nTable: {(out / 'drought_summary.csv').resolve()}")
+    if args.out_dir is not None:
+        print(f"Map: {png_path.resolve()}\nTable: {(out / 'drought_summary.csv').resolve()}")
+    else:  # a CWL step: this folder is the runner's scratch space, not where the files end up
+        print("Map: drought_warning.png, table: drought_summary.csv, report: report.json, in the workflow's output "
+              "directory (--outdir of oscar-cwl or cwltool; the runner prints their paths at the end: warning_png, "
+              "summary_table, report)")
     return 0 if all(c["ok"] for c in found) else 1
 
 
