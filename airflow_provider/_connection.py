@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oscar_plugins import BasicCredentials, ConfigError, Credentials, RefreshTokenCredentials, TokenCredentials
+from oscar_plugins import (
+    BasicCredentials,
+    ConfigError,
+    Credentials,
+    RefreshTokenCredentials,
+    TokenCredentials,
+    credential_secrets,
+)
 
 __all__ = ["DEFAULT_DASHBOARD", "ConnectionSettings", "parse_bool", "settings_from_fields"]
 
@@ -56,9 +63,7 @@ class ConnectionSettings:
     dashboard_url: str = DEFAULT_DASHBOARD
 
     def secrets(self) -> list[str]:
-        creds = self.credentials
-        found = [getattr(creds, a, None) for a in ("password", "token", "refresh_token", "client_secret")]
-        return [s for s in found if s]
+        return credential_secrets(self.credentials)
 
 
 def _extra(extra: Mapping[str, Any], key: str) -> Any:

@@ -47,6 +47,9 @@ _EXPORTS = {
     "OidcAgentCredentials": "._auth",
     "RefreshTokenCredentials": "._auth",
     "TokenCredentials": "._auth",
+    "SECRET_FIELDS": "._auth",
+    "credential_secrets": "._auth",
+    "mask_secrets": "._auth",
     "Storage": "._storage",
     "pick_cluster": "._capacity",
     "free_capacity": "._capacity",
@@ -69,6 +72,7 @@ __all__ = [
     "FDL",
     "LOG_FILE",
     "RESERVED_FILES",
+    "SECRET_FIELDS",
     "STATUS_FILE",
     "APIError",
     "AsyncOscarClient",
@@ -112,11 +116,13 @@ __all__ = [
     "StorageIO",
     "TLSError",
     "TokenCredentials",
+    "credential_secrets",
     "free_capacity",
     "lazy_exports",
     "load_fdl",
     "load_profiles",
     "local_profile",
+    "mask_secrets",
     "parse_version",
     "pick_cluster",
     "resolve_profile",
@@ -127,7 +133,16 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._async import AsyncOscarClient
-    from ._auth import BasicCredentials, Credentials, OidcAgentCredentials, RefreshTokenCredentials, TokenCredentials
+    from ._auth import (
+        SECRET_FIELDS,
+        BasicCredentials,
+        Credentials,
+        OidcAgentCredentials,
+        RefreshTokenCredentials,
+        TokenCredentials,
+        credential_secrets,
+        mask_secrets,
+    )
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
     from ._dispatch import Dispatcher, JobResult, JobSpec

@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 
+from ._auth import credential_secrets
 from ._client import JobInfo, parse_job_list
 from ._exceptions import JobTimeout, OscarError
-from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
+from ._http import error_for_response, error_for_transport
 from ._jobs import JobState
 from ._profiles import ClusterProfile
+from ._retry import IDEMPOTENT_METHODS, ONCE, Backoff, aretry
 
 __all__ = ["AsyncOscarClient"]
 
@@ -32,6 +34,7 @@ class AsyncOscarClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.profile = profile
         self.retries = retries
+        self.backoff = Backoff(retries)
         self.requests_sent = 0
         self._http = httpx.AsyncClient(base_url=profile.endpoint, auth=profile.credentials.auth(),
                                        verify=profile.ssl_verify, timeout=httpx.Timeout(timeout, connect=15.0),
@@ -52,28 +55,19 @@ class AsyncOscarClient:
     async def request(self, method: str, path: str, *, service: str | None = None, job: str | None = None,
                       **kwargs: Any) -> httpx.Response:
         call = f"{method} {path}"
-        delay = 0.25
-        for attempt in range(self.retries + 1):
+
+        async def once() -> httpx.Response:
+            self.requests_sent += 1
             try:
-                self.requests_sent += 1
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt < self.retries:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
                 raise error_for_transport(exc, call, self.profile.endpoint) from None
             if response.status_code < 400:
                 return response
-            if response.status_code in RETRYABLE_STATUS and attempt < self.retries:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            creds = self.profile.credentials
-            secrets = [getattr(creds, a, "") or "" for a in ("password", "token", "refresh_token")]
             raise error_for_response(response.status_code, call, response.text, cluster=self.profile.name,
-                                     service=service, job=job, secrets=secrets)
-        raise AssertionError("unreachable")
+                                     service=service, job=job, secrets=credential_secrets(self.profile.credentials))
+
+        return await aretry(once, self.backoff if method in IDEMPOTENT_METHODS else ONCE)
 
     async def info(self) -> dict[str, Any]:
         return dict((await self.request("GET", "/system/info")).json())

@@ -23,13 +23,21 @@ import httpx
 from ._exceptions import AuthenticationError, ConfigError
 
 __all__ = [
+    "SECRET_FIELDS",
     "BasicCredentials",
     "Credentials",
     "OidcAgentCredentials",
     "RefreshTokenCredentials",
     "TokenCredentials",
+    "credential_secrets",
     "jwt_claims",
+    "mask_secrets",
 ]
+
+#: The one list of secrets: the names of the fields that hold one wherever they appear (credentials,
+#: oscar-cli profiles, Airflow connections, FDL storage providers, a service's token, the local cluster's
+#: stored definitions). Everything under an ``environment.secrets`` mapping is secret too.
+SECRET_FIELDS = frozenset({"password", "token", "refresh_token", "client_secret", "secret_key", "auth_password"})
 
 #: EGI Check-in's public client, which oscar-cli and the OSCAR dashboard use for refresh tokens.
 DEFAULT_OIDC_CLIENT_ID = "token-portal"
@@ -117,6 +125,24 @@ class OidcAgentCredentials:
 
 
 Credentials = BasicCredentials | TokenCredentials | RefreshTokenCredentials | OidcAgentCredentials
+
+
+def credential_secrets(credentials: object) -> list[str]:
+    """The secret values ``credentials`` holds (to redact them from messages); none for None."""
+    found = (getattr(credentials, name, None) for name in sorted(SECRET_FIELDS))
+    return [value for value in found if isinstance(value, str) and value]
+
+
+def mask_secrets(data: Any, *, under_secrets: bool = False, mask: str = "***") -> Any:
+    """A copy of a JSON-like value with every secret (:data:`SECRET_FIELDS`, and everything under a
+    ``secrets`` mapping) replaced by ``mask``."""
+    if isinstance(data, dict):
+        return {k: (mask if (under_secrets or k in SECRET_FIELDS) and isinstance(v, str) and v else
+                    mask_secrets(v, under_secrets=under_secrets or k == "secrets", mask=mask))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v, under_secrets=under_secrets, mask=mask) for v in data]
+    return data
 
 
 class _BearerAuth(httpx.Auth):

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from ._auth import credential_secrets
 from ._exceptions import (
     AuthenticationError,
     ConfigError,
@@ -29,11 +30,12 @@ from ._exceptions import (
     OscarError,
     ServerError,
     ServiceNotFound,
-    ServiceUnavailable,
 )
 from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_api, service_from_dict
-from ._http import RETRYABLE_STATUS, error_for_response, error_for_transport
+from ._http import error_for_response, error_for_transport
 from ._profiles import ClusterProfile, resolve_profile
+from ._retry import IDEMPOTENT_METHODS, ONCE, Backoff, transient
+from ._retry import retry as retry_call
 from ._storage import Storage
 from ._validation import job_name_problem
 from ._wrapper import is_wrapped, wrap_script, wrapped_outputs
@@ -108,6 +110,7 @@ class OscarClient:
         self.profile = profile
         self.run_timeout = run_timeout
         self.retries = retries
+        self.backoff = Backoff(retries)
         self.requests_sent = 0
         self._http = httpx.Client(
             base_url=profile.endpoint, auth=profile.credentials.auth(), verify=profile.ssl_verify,
@@ -145,41 +148,31 @@ class OscarClient:
 
     # -- transport ---------------------------------------------------------------------------------
     def _secrets(self) -> list[str]:
-        creds = self.profile.credentials
-        found = [getattr(creds, a, "") or "" for a in ("password", "token", "refresh_token", "client_secret")]
-        return found + [s.token or "" for s in self._services.values()]
+        return credential_secrets(self.profile.credentials) + [s.token for s in self._services.values() if s.token]
 
     def request(self, method: str, path: str, *, service: str | None = None, job: str | None = None,
                 retry: bool | None = None, ok: tuple[int, ...] = (200, 201, 204),
                 bearer: str | None = None, **kwargs: Any) -> httpx.Response:
-        """Send one call; retry transport failures and 502/503/504 when the call is safe to repeat."""
+        """Send one call; repeat it on a transient failure (:func:`oscar_plugins._retry.transient`: the cluster
+        unreachable, 502/503/504) when it is safe to repeat (an idempotent method, or ``retry=True``)."""
         call = f"{method} {path}"
-        retry = method in {"GET", "HEAD", "DELETE", "PUT"} if retry is None else retry
+        repeat = method in IDEMPOTENT_METHODS if retry is None else retry
         if bearer is not None:
             kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {bearer}"}
             kwargs["auth"] = None
-        attempts = self.retries + 1 if retry else 1
-        delay = 0.25
-        for attempt in range(attempts):
+
+        def once() -> httpx.Response:
+            self.requests_sent += 1
             try:
-                self.requests_sent += 1
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt + 1 < attempts:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
                 raise error_for_transport(exc, call, self.profile.endpoint) from None
             if response.status_code in ok:
                 return response
-            if response.status_code in RETRYABLE_STATUS and attempt + 1 < attempts:
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
             raise error_for_response(response.status_code, call, response.text, cluster=self.profile.name,
-                                     service=service, job=job, bearer=bearer is not None,
-                                     secrets=self._secrets())
-        raise AssertionError("unreachable")
+                                     service=service, job=job, bearer=bearer is not None, secrets=self._secrets())
+
+        return retry_call(once, self.backoff if repeat else ONCE)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
@@ -342,22 +335,22 @@ class OscarClient:
             False when the name was taken meanwhile (an earlier attempt of ours, or a concurrent caller:
             OSCAR answers 400 from v4.1, 409 before); the caller re-reads the service.
         """
-        for attempt in range(self.retries + 1):
+        for delay in (*self.backoff.delays(), None):
             try:
                 self.create_service(svc)
                 return True
-            except (ConnectionFailed, ServiceUnavailable):
-                if attempt == self.retries:
-                    raise
             except Conflict:
                 return False
-            time.sleep(min(0.25 * 2**attempt, 5.0))
+            except OscarError as exc:
+                if delay is None or not transient(exc):
+                    raise
+            time.sleep(delay)
             try:
                 self.get_service(svc.name)
-                return True
+                return True  # the lost answer was a success
             except ServiceNotFound:
                 continue
-        return True
+        raise AssertionError("unreachable")
 
     def _wait_service(self, name: str, timeout: float = 120.0) -> Service:
         deadline = time.monotonic() + timeout
@@ -427,9 +420,8 @@ class OscarClient:
 
     def _submit_named(self, service: str, body: bytes | str, name: str, token: str | None) -> str:
         headers = {"X-Delegated-Job-ID": name}
-        delay = 0.25
         lost = False  # did an earlier attempt possibly reach the server (answer lost)?
-        for attempt in range(self.retries + 1):
+        for delay in (*self.backoff.delays(), None):
             try:
                 self.request("POST", f"/job/{service}", content=body, bearer=token, service=service,
                              retry=False, ok=(200, 201), headers=headers)
@@ -441,13 +433,11 @@ class OscarClient:
                         return name  # our earlier attempt went through; its answer was lost
                     raise Conflict(f"a job named {name!r} already exists in service {service!r}: choose another "
                                    "job name", status=500, call=f"POST /job/{service}") from None
-                if status is not None and status not in RETRYABLE_STATUS and status != 500:
+                # a 500 without the job: OSCAR failed to create it (e.g. a Kubernetes hiccup); the name is free
+                if delay is None or not (transient(exc) or status == 500):
                     raise
-                if attempt == self.retries:
-                    raise
-                lost = lost or status is None or status in RETRYABLE_STATUS
+                lost = lost or transient(exc)
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
     def job_exists(self, service: str, name: str) -> bool:

@@ -270,6 +270,8 @@ class Dispatcher:
 
     def collect(self, job: Job, dest: Path, *, overwrite: bool = False) -> JobResult:
         """Download a finished job's outputs into ``dest`` (verified), or raise :class:`JobFailed`."""
+        if job.error is not None:  # the poller gave up on it (refused credentials, a deleted service)
+            raise job.error
         if job.state == JobState.FAILED:
             raise self.failure(job, "the cluster reports it Failed")
         if job.state == JobState.LOST:

@@ -10,6 +10,7 @@ completes when the job reaches a terminal state.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JobTimeout, OscarError
+from ._retry import Backoff, transient
 
 if TYPE_CHECKING:
     from ._client import JobInfo, OscarClient
@@ -64,6 +66,9 @@ class Job:
     submitted_at: float = field(default_factory=time.time)
     #: The key of the manifest object the job's body points to (a large job's inputs), else None.
     manifest: str | None = None
+    #: Why the poller gave up on the job (its service's job list answered an error that repeating cannot
+    #: fix, such as refused credentials or a deleted service); its future raises it.
+    error: OscarError | None = None
     future: Future[Job] = field(default_factory=Future, repr=False, compare=False)
 
     @property
@@ -92,6 +97,8 @@ class JobTracker:
         self.interval = interval
         self.max_interval = max_interval
         self.lost_after = lost_after
+        #: Waits between polls while the cluster cannot be listed (never gives up: the jobs still run).
+        self.error_backoff = Backoff(retries=sys.maxsize, first=1.0, cap=max(max_interval * 4, 1.0))
         self.polls = 0
         #: Job-list pages requested so far (the tracking cost).
         self.pages_read = 0
@@ -137,12 +144,19 @@ class JobTracker:
         for service, jobs in by_service.items():
             listing: dict[str, JobInfo] = {}
             wanted = {job.name for job in jobs}
-            for page in self.client.iter_job_pages(service):
-                listing.update(page)
-                pages += 1
-                wanted.difference_update(page)
-                if not wanted:
-                    break  # every tracked job seen: the remaining pages cannot tell us more
+            try:
+                for page in self.client.iter_job_pages(service):
+                    listing.update(page)
+                    pages += 1
+                    wanted.difference_update(page)
+                    if not wanted:
+                        break  # every tracked job seen: the remaining pages cannot tell us more
+            except OscarError as exc:
+                if transient(exc):
+                    raise  # the cluster is away: the loop backs off and tries again
+                self._give_up(jobs, exc)
+                changes += len(jobs)
+                continue
             changes += self._apply(jobs, listing)
         self.polls += 1
         self.pages_read += pages
@@ -168,6 +182,15 @@ class JobTracker:
                 job.state = state
         return changes
 
+    def _give_up(self, jobs: list[Job], error: OscarError) -> None:
+        """Stop tracking ``jobs``: their futures raise ``error`` (the jobs may still run on the cluster)."""
+        log.error("cannot follow %d job(s) of service %r any more: %s", len(jobs), jobs[0].service, error)
+        for job in jobs:
+            job.error = error
+            self.untrack(job)
+            if not job.future.done():
+                job.future.set_exception(error)
+
     def _finish(self, job: Job, state: JobState, info: dict[str, Any]) -> None:
         job.state = state
         job.info = dict(info)
@@ -177,6 +200,7 @@ class JobTracker:
 
     def _loop(self) -> None:
         delay = self.interval
+        failing: Iterator[float] | None = None  # the waits while the cluster cannot be listed
         while not self._stop.is_set():
             if not self.pending():
                 self._wake.wait(timeout=1.0)
@@ -188,15 +212,15 @@ class JobTracker:
                 continue
             try:
                 changes, pages = self.poll_once()
-                self._error = None
-            except OscarError as exc:  # the cluster is away: keep trying, back off
-                log.warning("polling jobs failed (%s); retrying", exc)
+                self._error, failing = None, None
+                # Back off while nothing changes; keep the request rate near <= 3 pages/second.
+                delay = self.interval if changes else min(delay * 1.5, self.max_interval)
+                delay = max(delay, pages * 0.3)
+            except OscarError as exc:  # the cluster is away (each listing already retried): keep trying
                 self._error = exc
-                changes, pages = 0, 1
-                delay = min(max(delay * 2, 1.0), self.max_interval * 4)
-            # Back off while nothing changes; keep the request rate near <= 3 pages/second.
-            delay = self.interval if changes else min(delay * 1.5, self.max_interval)
-            delay = max(delay, pages * 0.3)
+                failing = failing or self.error_backoff.delays()
+                delay = next(failing, self.error_backoff.cap)
+                log.warning("polling jobs failed (%s); trying again in %.0f s", exc, delay)
             self._wake.wait(timeout=delay)
             self._wake.clear()
 

@@ -20,7 +20,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OutputExists, StorageError
+from ._exceptions import ChecksumMismatch, ConnectionFailed, InputNotFound, OscarError, OutputExists, StorageError
 from ._paths import cache_dir
+from ._retry import Backoff, retry
 from ._sigv4 import UNSIGNED, PostPolicy, host_header, object_path, post_policy, presign_url, sign_headers, wire_path
 
 if TYPE_CHECKING:
@@ -42,16 +42,6 @@ _CHUNK = 8 * 1024 * 1024
 _PART = 8 * 1024 * 1024
 _MAX_PART = 32 * 1024 * 1024
 log = logging.getLogger("oscar_plugins")
-
-
-def _transient(error: StorageError | ConnectionFailed) -> bool:
-    """Whether an upload may work when tried again whole: the store was away, failed (5xx), or forgot a
-    multipart upload (a restart); not a refusal (403, a missing bucket, a bad request)."""
-    if isinstance(error, ConnectionFailed):
-        return True
-    code = error.code or ""
-    return code in ("", "NoSuchUpload", "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout") or (
-        code.isdigit() and int(code) >= 500)
 
 
 _S3_ERRORS: Mapping[str, str] = {
@@ -125,8 +115,8 @@ class Storage:
     verify: bool = True
     max_concurrency: int = 8
     bytes_uploaded: int = field(default=0, init=False)
-    #: Attempts of a plain GET on connection errors and 500/502/503/504 (boto3's retry budget).
-    get_attempts: int = 8
+    #: Waits between attempts of a plain GET on a transient failure (boto3's budget: 8 attempts).
+    get_backoff: Backoff = field(default_factory=lambda: Backoff(retries=7, first=0.1))
     _client: Any = field(default=None, init=False, repr=False)
     _http: httpx.Client | None = field(default=None, init=False, repr=False)
     _hashes: _HashCache | None = field(default=None, init=False, repr=False)
@@ -183,29 +173,22 @@ class Storage:
         host = host_header(self.endpoint)
         extra = {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
         url = self.endpoint.rstrip("/") + wire_path(path)
-        delay = 0.1
-        for attempt in range(self.get_attempts):
+
+        def once() -> bytes:
             headers = sign_headers("GET", host, path, self.access_key, self.secret_key, self.region,
                                    headers=extra, payload_hash=UNSIGNED)
             try:
                 response = self.http.get(url, headers=headers)
             except httpx.TransportError as exc:
-                if attempt + 1 < self.get_attempts:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
                 raise ConnectionFailed(f"cannot reach the object store at {self.endpoint} ({exc.__class__.__name__})"
                                        ": is the cluster up?") from None
             if response.status_code in (200, 206):
                 return response.content
-            if response.status_code in (500, 502, 503, 504) and attempt + 1 < self.get_attempts:
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
             code = _xml_code(response.text) or str(response.status_code)
             template = _S3_ERRORS.get(code, "object store error " + code + " on {bucket}/{key}")
             raise StorageError(template.format(bucket=bucket, key=key), code=code)
-        raise AssertionError("unreachable")
+
+        return retry(once, self.get_backoff)
 
     def _transfer_config(self) -> Any:
         from boto3.s3.transfer import TransferConfig
@@ -279,8 +262,8 @@ class Storage:
         self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
                     bucket, key)
 
-    #: Seconds to wait before each new attempt of a whole upload.
-    whole_upload_delays: ClassVar[tuple[float, ...]] = (2.0, 5.0, 10.0)
+    #: Waits before each new attempt of a whole upload (a restarting store takes seconds).
+    whole_upload_backoff: ClassVar[Backoff] = Backoff.fixed(2.0, 5.0, 10.0)
 
     def _whole(self, upload: Callable[[], object], bucket: str, key: str) -> None:
         """Run an upload, and run it again whole when the store went away under it.
@@ -289,16 +272,16 @@ class Storage:
         ``utils/minio.go`` RestartServer, then waits 6 s) can outlast those retries or forget a multipart
         upload in flight. Client errors (4xx other than a forgotten upload) fail at once.
         """
-        for delay in (*self.whole_upload_delays, None):
+        def once() -> None:
             try:
                 upload()
-                return
             except Exception as exc:
-                error = self._error(exc, bucket, key)
-                if delay is None or not _transient(error):
-                    raise error from None
-                log.warning("upload of %s/%s failed (%s); trying it again in %.0f s", bucket, key, error, delay)
-                time.sleep(delay)
+                raise self._error(exc, bucket, key) from None
+
+        def say(error: OscarError, delay: float) -> None:
+            log.warning("upload of %s/%s failed (%s); trying it again in %.0f s", bucket, key, error, delay)
+
+        retry(once, self.whole_upload_backoff, on_retry=say)
 
     def presign_get(self, bucket: str, key: str, expires: int = 7 * 24 * 3600) -> str:
         """A URL that lets anyone GET the object for ``expires`` seconds (S3 allows at most 7 days)."""

@@ -13,9 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from oscar_plugins._auth import SECRET_FIELDS
+
 __all__ = ["SecretFiles", "merge_secrets", "split_secrets"]
 
-_SECRET_KEYS = {"secret_key", "password", "auth_password", "token", "refresh_token", "client_secret"}
 Secrets = list[tuple[list[str], Any]]
 
 
@@ -30,7 +31,7 @@ def split_secrets(definition: dict[str, Any]) -> tuple[dict[str, Any], Secrets]:
         for key in list(node):
             value = node[key]
             here = [*path, key]
-            if isinstance(value, str) and (under_secrets or key in _SECRET_KEYS):
+            if isinstance(value, str) and (under_secrets or key in SECRET_FIELDS):
                 taken.append((here, value))
                 del node[key]
             elif isinstance(value, dict):

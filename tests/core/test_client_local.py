@@ -168,6 +168,20 @@ def test_tracker_one_listing_per_service(client):
     assert client.requests_sent - sent <= polls * 2  # 30 jobs fit in one page: one request per poll
 
 
+def test_a_poller_that_cannot_follow_a_job_fails_its_future(client, tmp_path):
+    """A service deleted under its jobs: its job list answers 404, which no repeat can fix. The poller
+    fails the waiting futures with that error (it does not keep polling, nor leave the error unread)."""
+    client.ensure_service(_svc("vanishing", "sleep 60"))
+    d = Dispatcher(client, tracker=JobTracker(client))
+    job = d.submit("vanishing", payload="x")
+    client.delete_service("vanishing")
+    with pytest.raises(ServiceNotFound, match="vanishing"):
+        job.future.result(timeout=60)
+    assert isinstance(job.error, ServiceNotFound) and not d.tracker.pending()
+    with pytest.raises(ServiceNotFound):
+        d.collect(job, tmp_path / "out")
+
+
 def test_cancel_deletes_running_job(client):
     client.ensure_service(_svc("slow", "sleep 60"))
     d = Dispatcher(client)
