@@ -72,6 +72,84 @@ def test_the_check_sees_private_imports(tmp_path: Path) -> None:
     assert not [m for m in found if "_own" in m]
 
 
+#: Where each package of the distribution lives (the adapters' folders are mapped into ``oscar_plugins``).
+PACKAGES = {"oscar_plugins": ROOT / "oscar_plugins", "oscar_plugins.cwl": ROOT / "cwl",
+            "oscar_plugins.airflow": ROOT / "airflow_provider", "oscar_plugins.itwinai": ROOT / "itwinai_ext"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the distribution it imports at run time (imports inside functions
+    included; ``if TYPE_CHECKING:`` blocks left out, they never run)."""
+    modules: dict[str, tuple[Path, str]] = {}
+    for package, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            parts = [p for p in path.relative_to(folder).with_suffix("").parts if p != "__init__"]
+            name = ".".join([package, *parts])
+            modules[name] = (path, name if path.name == "__init__.py" else name.rpartition(".")[0])
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+            node.test) for n in ast.walk(node)}
+        found = set()
+        for node in ast.walk(tree):
+            if id(node) in hidden:
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                here = package.split(".")
+                base = node.module or "" if node.level == 0 else ".".join(
+                    [*here[: len(here) - node.level + 1], *([node.module] if node.module else [])])
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph()
+    assert len(graph) > 60 and "oscar_plugins._client" in graph["oscar_plugins._dispatch"]  # the graph is real
+    assert not cycles(graph), cycles(graph)
+
+
+def test_the_cycle_check_finds_cycles() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
 def test_every_public_name_resolves() -> None:
     package = importlib.import_module("oscar_plugins")
     for name in package.__all__:
