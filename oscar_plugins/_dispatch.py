@@ -323,19 +323,29 @@ class Dispatcher:
     def map(self, service: str, specs: Sequence[JobSpec | Sequence[Path]], out_dir: Path, *,
             max_in_flight: int = 256, journal: Journal | None = None, batch_key: str | None = None,
             retries: int = 0, overwrite: bool = False,
-            progress: Callable[[int, int], None] | None = None) -> list[JobResult]:
-        """Run one job per spec; outputs of job ``i`` go to ``out_dir/<job name>/``.
+            progress: Callable[[int, int], None] | None = None,
+            folders: Sequence[str] | None = None,
+            on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+        """Run one job per spec; outputs of job ``i`` go to ``out_dir/<job name>/``, or to
+        ``out_dir/<folders[i]>/`` when ``folders`` names one folder per spec.
 
         With a ``journal`` (and ``batch_key``), a rerun after a crash reattaches to jobs already
         submitted and skips outputs already collected. Ctrl-C cancels the jobs in flight.
+        ``on_result`` is called with each job's result as soon as it is known (from a worker thread).
         """
         jobs = [s if isinstance(s, JobSpec) else JobSpec(list(s)) for s in specs]
+        if folders is not None and len(folders) != len(jobs):
+            raise ValueError(f"folders names {len(folders)} folder(s) for {len(jobs)} job(s): give one per job")
+        if folders is not None and len(set(folders)) != len(folders):
+            raise ValueError("folders must be unique: two jobs would write into the same folder")
         return self._map(service, jobs, out_dir, max_in_flight=max_in_flight, journal=journal,
-                         batch_key=batch_key, retries=retries, overwrite=overwrite, progress=progress)
+                         batch_key=batch_key, retries=retries, overwrite=overwrite, progress=progress,
+                         folders=folders, on_result=on_result)
 
     def _map(self, service: str, specs: list[JobSpec], out_dir: Path, *, max_in_flight: int,
              journal: Journal | None, batch_key: str | None, retries: int, overwrite: bool,
-             progress: Callable[[int, int], None] | None) -> list[JobResult]:
+             progress: Callable[[int, int], None] | None, folders: Sequence[str] | None = None,
+             on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
         self.client.get_service(service)  # fail early (ServiceNotFound) and cache the definition
         batch = journal.batch(batch_key or self._batch_key(service, specs), self.client.profile.endpoint,
                               service) if journal else None
@@ -358,6 +368,8 @@ class Dispatcher:
                 if result.job is not None:
                     inflight.pop(result.index, None)
             slots.release()
+            if on_result:
+                on_result(result)
             if progress:
                 progress(finished[0], len(specs))
 
@@ -383,7 +395,7 @@ class Dispatcher:
 
         def finish(idx: int, attempt: int, job: Job, collect_pool: ThreadPoolExecutor) -> None:
             try:
-                res = self.collect(job, out_dir / job.name, overwrite=overwrite)
+                res = self.collect(job, out_dir / (folders[idx] if folders else job.name), overwrite=overwrite)
                 res.index = idx
                 if batch:
                     batch.mark_collected(idx, [str(p) for p in res.outputs])
@@ -398,6 +410,9 @@ class Dispatcher:
                 report(JobResult(idx, job, error=exc))
 
         todo = [i for i in range(len(specs)) if results[i] is None]
+        for earlier in results:  # collected by an earlier run of this batch (the journal)
+            if earlier is not None and on_result:
+                on_result(earlier)
         if progress:
             progress(finished[0], len(specs))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="oscar-submit") as submit_pool, \

@@ -279,8 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_job(args: argparse.Namespace) -> int:
-    from ._dispatch import Dispatcher, JobSpec
-    from ._journal import Journal
+    from ._dispatch import Dispatcher
 
     if not args.cancel and not args.inputs and args.payload is None:
         raise UsageError("job: nothing to send: give input files (one job each) or --payload TEXT for one job "
@@ -309,23 +308,65 @@ def cmd_job(args: argparse.Namespace) -> int:
         if not inputs:
             print(dispatcher.submit(args.service, [], payload=args.payload, env=env, track=False).name)
         return 0
+    return _wait_for_jobs(args, dispatcher, inputs, env)
+
+
+def _wait_for_jobs(args: argparse.Namespace, dispatcher: Any, inputs: list[Path], env: dict[str, str]) -> int:
+    """``job --wait``: one folder per input under ``-o``, named after it; folders already complete (their record
+    matches, their outputs are whole) are reused unless ``--force``; an interrupt says what was kept."""
+    import uuid
+
+    from ._collected import RECORD, folder_names, identity, reusable, write_record
+    from ._dispatch import JobResult, JobSpec
+    from ._journal import Journal
+
     out = Path(args.output)
     specs = [JobSpec([p], env=env) for p in inputs] or [JobSpec([], payload=args.payload, env=env)]
-    bar = _progress(len(specs), args.quiet)
-    results = dispatcher.map(args.service, specs, out, max_in_flight=args.max_in_flight, journal=Journal(),
-                             retries=args.retries, overwrite=args.overwrite,
-                             progress=lambda n, total: bar(n))
+    folders = folder_names(inputs) if inputs else ["payload"]
+    labels = [str(p) for p in inputs] or ["payload"]
+    endpoint = dispatcher.client.profile.endpoint
+
+    def given(i: int) -> dict[str, Any]:
+        return identity(endpoint, args.service, specs[i].inputs, specs[i].payload, specs[i].env)
+
+    reused: dict[int, list[Path]] = {}
+    if not args.force:
+        for i, folder in enumerate(folders):
+            if (out / folder / RECORD).is_file() and (paths := reusable(out / folder, given(i))) is not None:
+                reused[i] = paths
+    todo = [i for i in range(len(specs)) if i not in reused]
+    collected: list[JobResult] = []  # appended by the dispatcher's threads as jobs are collected
+    bar = _progress(len(todo), args.quiet or not todo)
+    try:
+        results = dispatcher.map(
+            args.service, [specs[i] for i in todo], out, max_in_flight=args.max_in_flight, journal=Journal(),
+            batch_key=f"force-{uuid.uuid4().hex}" if args.force else None, retries=args.retries,
+            overwrite=args.overwrite or args.force, progress=lambda n, total: bar(n),
+            folders=[folders[i] for i in todo], on_result=lambda r: collected.append(r) if r.ok else None,
+        ) if todo else []
+    except KeyboardInterrupt:
+        bar(-1)
+        print(f"oscar-plugins: interrupted: {len(reused) + len(collected)} of {len(specs)} job(s) collected in "
+              f"{out}/ (jobs in flight were cancelled); run the same command again to resume: collected jobs are "
+              "not submitted again", file=sys.stderr)
+        return 130
+    finally:
+        for r in list(collected):
+            i = todo[r.index]
+            write_record(out / folders[i], given(i), r.job.name if r.job else None, r.outputs)
     bar(-1)
+    for i, paths in sorted(reused.items()):
+        print(f"{labels[i]}: already collected (--force to redo) -> {', '.join(map(str, paths)) or 'no outputs'}")
     failed = [r for r in results if not r.ok]
     for r in results:
-        label = str(inputs[r.index]) if inputs else "payload"
         if r.ok:
-            print(f"{label}: {r.job.name if r.job else '(collected earlier)'} -> "
+            print(f"{labels[todo[r.index]]}: {r.job.name if r.job else '(collected earlier)'} -> "
                   f"{', '.join(str(p) for p in r.outputs) or 'no outputs'}")
     for r in failed:
-        print(f"oscar-plugins: error: {cli_words(str(r.error))}", file=sys.stderr)
+        print(f"oscar-plugins: error: {labels[todo[r.index]]}: {cli_words(str(r.error))}", file=sys.stderr)
     if failed:
-        print(f"oscar-plugins: error: {len(failed)} of {len(results)} job(s) failed", file=sys.stderr)
+        print(f"oscar-plugins: error: {len(failed)} of {len(specs)} job(s) failed (the outputs of the others are "
+              f"kept in {out}/: running the command again does not submit them again)", file=sys.stderr)
         return 1
     return 0
 
@@ -470,7 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an extra variable for the jobs (repeatable)")
     job.add_argument("--wait", action="store_true", help="wait (progress bar) and download outputs")
     job.add_argument("-o", "--output", default=".",
-                     help="with --wait: directory for outputs, one folder per job (default: %(default)s)")
+                     help="with --wait: directory for outputs, one folder per input named after it (a.nc -> "
+                          "a/); a rerun reuses the folders already complete (default: %(default)s)")
+    job.add_argument("--force", action="store_true",
+                     help="with --wait: submit every job again, even those whose outputs were collected, and "
+                          "replace their outputs")
     job.add_argument("--max-in-flight", type=_positive, default=256, metavar="N",
                      help="with --wait: jobs submitted but not finished, at most (default: %(default)s)")
     job.add_argument("--retries", type=_non_negative, default=0, metavar="N",

@@ -245,3 +245,82 @@ def test_readme_python_snippet_prints_what_it_says(local_cluster, tmp_path):
         job, paths = line.split(" ", 1)
         assert job.startswith("my-svc-") and paths == f"[PosixPath('out/{job}/{name}')]", line
         assert (tmp_path / "out" / job / name).read_text() == f"data of {name}"
+
+
+def _job_names(env, service):
+    return {line.split()[0] for line in cli(env, "logs", service).stdout.splitlines() if line.strip()}
+
+
+def test_job_wait_reuses_collected_outputs_in_folders_named_after_the_inputs(env, tmp_path):
+    (tmp_path / "upper.sh").write_text('tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/up.txt"\n')
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-rerun"))
+    assert cli(env, "-c", "local-test", "service", "apply", str(tmp_path / "fdl.yaml")).returncode == 0
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    files = [tmp_path / "one" / "a.txt", tmp_path / "two" / "a.txt", tmp_path / "b.txt"]  # two share a name
+    for f in files:
+        f.write_text(f"from {f.parent.name}/{f.name}")
+    out = tmp_path / "out"
+    first = cli(env, "job", "cli-rerun", *map(str, files), "--wait", "-o", str(out), "-q")
+    assert first.returncode == 0, first.stderr
+    assert (out / "a" / "up.txt").read_text() == "FROM ONE/A.TXT"
+    assert (out / "a-2" / "up.txt").read_text() == "FROM TWO/A.TXT"
+    assert (out / "b" / "up.txt").read_text() == "FROM TMP/B.TXT".replace("TMP", tmp_path.name.upper())
+    jobs = _job_names(env, "cli-rerun")
+    assert len(jobs) == 3
+
+    again = cli(env, "job", "cli-rerun", *map(str, files), "--wait", "-o", str(out), "-q")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already collected (--force to redo)") == 3
+    assert _job_names(env, "cli-rerun") == jobs  # nothing submitted again
+
+    files[2].write_text("changed")  # a changed input and a damaged output are done again, the rest reused
+    (out / "a" / "up.txt").write_text("damaged")
+    third = cli(env, "job", "cli-rerun", *map(str, files), "--wait", "-o", str(out), "-q", "--overwrite")
+    assert third.returncode == 0, third.stderr
+    assert third.stdout.count("already collected") == 1 and f"{files[1]}: already collected" in third.stdout
+    assert (out / "a" / "up.txt").read_text() == "FROM ONE/A.TXT" and (out / "b" / "up.txt").read_text() == "CHANGED"
+    assert len(_job_names(env, "cli-rerun")) == 5
+
+    forced = cli(env, "job", "cli-rerun", *map(str, files), "--wait", "-o", str(out), "-q", "--force")
+    assert forced.returncode == 0 and "already collected" not in forced.stdout, forced.stderr
+    assert len(_job_names(env, "cli-rerun")) == 8
+
+
+def test_interrupted_job_wait_says_what_was_collected_and_resumes(env, tmp_path):
+    import signal
+
+    block = tmp_path / "block"
+    block.write_text("")
+    script = (f'if grep -q slow "$INPUT_FILE_PATH"; then while [ -e {block} ]; do sleep 0.2; done; fi\n'
+              'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"\n')
+    (tmp_path / "upper.sh").write_text(script)
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-resume"))
+    assert cli(env, "-c", "local-test", "service", "apply", str(tmp_path / "fdl.yaml")).returncode == 0
+    fast, slow = tmp_path / "fast.txt", tmp_path / "slow.txt"
+    fast.write_text("fast")
+    slow.write_text("slow")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "oscar_plugins.cli", "job", "cli-resume", str(fast), str(slow), "--wait", "-o",
+           str(out), "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "fast" / "copy.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # the fast job is collected and reported; the slow one still runs
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: 1 of 2 job(s) collected" in stderr and "run the same command again to resume" in stderr
+    assert (out / "fast" / ".oscar-plugins-job.json").is_file()
+    before = _job_names(env, "cli-resume")
+
+    block.unlink()
+    resumed = cli(env, *cmd[3:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{fast}: already collected" in resumed.stdout
+    assert (out / "slow" / "copy.txt").read_text() == "slow"
+    assert len(_job_names(env, "cli-resume") - before) == 1  # only the slow job was submitted again

@@ -127,6 +127,24 @@ def test_async_jobs_map_with_staging_and_verification(client, tmp_path):
     assert client.storage.bytes_uploaded - before < 10_000
 
 
+def test_map_into_named_folders_reports_each_result_as_it_comes(client, tmp_path):
+    client.ensure_service(_svc("async-folders"))
+    inputs = [tmp_path / "x.txt", tmp_path / "y.txt"]
+    for p in inputs:
+        p.write_text(p.name)
+    seen = []
+    results = Dispatcher(client).map("async-folders", [[p] for p in inputs], tmp_path / "out",
+                                     folders=["first", "second"], on_result=seen.append)
+    assert all(r.ok for r in results), [str(r.error) for r in results if not r.ok]
+    assert (tmp_path / "out" / "first" / "x.txt.out").read_text() == "x.txt"
+    assert (tmp_path / "out" / "second" / "y.txt.out").read_text() == "y.txt"
+    assert sorted(r.index for r in seen) == [0, 1] and all(r.ok for r in seen)
+    with pytest.raises(ValueError, match="folders must be unique"):
+        Dispatcher(client).map("async-folders", [[p] for p in inputs], tmp_path / "o", folders=["same", "same"])
+    with pytest.raises(ValueError, match="give one per job"):
+        Dispatcher(client).map("async-folders", [[p] for p in inputs], tmp_path / "o", folders=["one"])
+
+
 def test_inputs_too_large_for_the_body_reach_the_script_through_the_supervisor(client, tmp_path):
     """A manifest that does not fit the pod's EVENT, or with inputs the image would have to download, is an
     object the supervisor downloads (a MinIO event body): no download tool needed; deleted with the outputs."""
