@@ -78,10 +78,10 @@ def mask_secret(value: str | None) -> None:
     if not value:
         return
     try:
-        from airflow.sdk.log import mask_secret as _mask
+        from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow 3.0
-        from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask
-    _mask(value)
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(value)
 
 
 def default_deferrable() -> bool:

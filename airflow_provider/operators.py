@@ -253,7 +253,8 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
         if self.output_dir:
             return Path(self.output_dir)
         ti = context["ti"]
-        parts = [ti.dag_id, ti.run_id, ti.task_id + (f"-{ti.map_index}" if ti.map_index >= 0 else "")]
+        map_index = ti.map_index if ti.map_index is not None else -1  # None outside a mapped task (Airflow 3)
+        parts = [ti.dag_id, ti.run_id, ti.task_id + (f"-{map_index}" if map_index >= 0 else "")]
         return Path(tempfile.gettempdir(), "oscar-airflow", *(_UNSAFE.sub("_", p) for p in parts))
 
     # -- ResumableJobMixin ---------------------------------------------------------------------------
@@ -266,7 +267,8 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
         specs = self.job_specs()
         ti = context["ti"]
         names = job_names(self.service_name, dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id,
-                          map_index=ti.map_index, try_number=ti.try_number, count=len(specs))
+                          map_index=ti.map_index if ti.map_index is not None else -1, try_number=ti.try_number,
+                          count=len(specs))
         started = time.monotonic()
         submitted = self.hook.submit_jobs(self.service_name, specs, names)
         self.log.info("submitted %d OSCAR job(s) to %s in %.2f s: %s", len(submitted), self.service_name,
