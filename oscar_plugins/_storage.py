@@ -322,7 +322,7 @@ class Storage:
                     and sha256_file(dest) == sha256:
                 return dest  # already downloaded (a rerun after a crash): nothing to do
             raise OutputExists(f"{dest} already exists: remove it, choose another output directory, "
-                               "or pass overwrite")
+                               "or pass overwrite=True")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:

@@ -112,7 +112,7 @@ def _strip_supervisor_lines(buffer: bytes) -> tuple[bytes, bool]:
 
 def _check_target(output: Path | None, overwrite: bool) -> None:
     if output is not None and output.exists() and not overwrite and not output.is_dir():
-        raise OutputExists(f"{output} already exists: remove it, choose another path, or pass overwrite")
+        raise OutputExists(f"{output} already exists: remove it, choose another path, or pass overwrite=True")
 
 
 def run(client: OscarClient, service: str, data: Any = None, *, output: Path | None = None,

@@ -80,7 +80,7 @@ def _client(args: argparse.Namespace) -> OscarClient:
 
 
 #: The library's words for its arguments, as a CLI user types them.
-_CLI_WORDS = (("pass overwrite", "pass --overwrite"), ("pass expect='text'", "pass --expect text"))
+_CLI_WORDS = (("pass overwrite=True", "pass --overwrite"), ("pass expect='text'", "pass --expect text"))
 
 
 def cli_words(message: str) -> str:
@@ -217,21 +217,9 @@ def cmd_service_list(args: argparse.Namespace) -> int:
     return 0
 
 
-_SECRET_KEYS = {"secret_key", "password", "auth_password", "token", "refresh_token", "client_secret"}
-
-
-def mask_secrets(data: Any, *, under_secrets: bool = False) -> Any:
-    """A copy with secret values (service secrets, provider keys, passwords, tokens) replaced by ``***``."""
-    if isinstance(data, dict):
-        return {k: ("***" if (under_secrets or k in _SECRET_KEYS) and isinstance(v, str) and v else
-                    mask_secrets(v, under_secrets=under_secrets or k == "secrets"))
-                for k, v in data.items()}
-    if isinstance(data, list):
-        return [mask_secrets(v, under_secrets=under_secrets) for v in data]
-    return data
-
-
 def cmd_service_get(args: argparse.Namespace) -> int:
+    from ._auth import mask_secrets
+
     svc = _client(args).get_service(args.name)
     data = svc.model_dump(mode="json", exclude_none=True)
     token = data.pop("token", None)
