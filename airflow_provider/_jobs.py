@@ -20,6 +20,7 @@ from oscar_plugins import (
     NotFound,
     OscarError,
     OutputExists,
+    name_clock,
 )
 
 __all__ = [
@@ -42,17 +43,19 @@ def job_names(service: str, *, dag_id: str, task_id: str, run_id: str, map_index
               count: int, nonce: str | None = None) -> list[str]:
     """Valid OSCAR job names for the jobs of one task try, chosen before submitting.
 
-    ``<service, 16 chars>-<8 hex of dag/run/task/map index/try>-<4 hex nonce>-<i>``: a DNS-1123 label
-    of at most 37 characters plus the index. The hash lets a person find a task's jobs; the nonce keeps
-    names unique when Airflow repeats a try number (a cleared run, ``dag.test()``), so a new submit
-    never lands on an old job of the same name. Names are fixed before the first POST, so a resubmit
-    after a lost response finds its job (idempotent submit).
+    ``<service, 16 chars>-<11 hex: the core's count-down clock><4 hex nonce>-<8 hex of dag/run/task/map
+    index/try>-<i>``: a DNS-1123 label of at most 48 characters plus the index. The clock makes newer
+    jobs sort first in OSCAR's name-ordered listing, so the core's pager stops at the first pages (as for
+    :func:`oscar_plugins.new_job_name`); the hash lets a person find a task's jobs; clock and nonce keep
+    names unique when Airflow repeats a try number (a cleared run, ``dag.test()``), so a new submit never
+    lands on an old job of the same name. Names are fixed before the first POST, so a resubmit after a
+    lost response finds its job (idempotent submit). ``nonce`` fixes the clock and nonce part (tests).
     """
     key = "\0".join([dag_id, run_id, task_id, str(map_index), str(try_number)])
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    nonce = secrets.token_hex(2) if nonce is None else nonce
+    stem = name_clock() + secrets.token_hex(2) if nonce is None else nonce
     prefix = _SLUG.sub("-", service.lower()).strip("-")[:16].rstrip("-") or "job"
-    return [f"{prefix}-{digest}-{nonce}-{i}" for i in range(count)]
+    return [f"{prefix}-{stem}-{digest}-{i}" for i in range(count)]
 
 
 def summary(states: Mapping[str, JobState]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -36,6 +37,7 @@ from oscar_plugins import (
     OscarError,
     RunResult,
     Service,
+    listed_state,
     load_fdl,
     service_from_dict,
 )
@@ -310,10 +312,12 @@ class OscarHook(BaseHook):
                     raise
 
     def job_states(self, service: str, names: Sequence[str]) -> dict[str, JobState]:
-        """The jobs' states from ONE listing; a job missing from it is ``LOST``."""
+        """The jobs' states from one walk of the job list (the core's: it stops at the page where every
+        job was seen); a job not listed is ``LOST``."""
         with self.errors(f"listing the jobs of service {service!r}"):
-            listing = self.client.list_jobs(service)
-        return {n: JobState.parse(listing[n].get("status")) if n in listing else JobState.LOST for n in names}
+            walk = self.client.read_job_list(service, wanted=names)
+        return {n: listed_state(walk.listing.get(n), missing_for=math.inf, lost_after=0.0) or JobState.LOST
+                for n in names}
 
     def wait_jobs(self, service: str, names: Sequence[str], *, timeout: float | None = None,
                   poll_interval: float = 5.0) -> dict[str, JobState]:
@@ -380,11 +384,13 @@ class OscarHook(BaseHook):
                                                   job=job or "")
 
     # -- async (triggers) --------------------------------------------------------------------------
-    async def ajob_states(self, client: AsyncOscarClient, service: str,
-                          names: Sequence[str]) -> dict[str, JobState | None]:
-        """The jobs' states from ONE listing; None for a job not (or no longer) listed."""
-        listing = await client.list_jobs(service)
-        return {n: JobState.parse(listing[n].get("status")) if n in listing else None for n in names}
+    async def ajob_states(self, client: AsyncOscarClient, service: str, names: Sequence[str], *,
+                          missing_for: float, lost_after: float) -> dict[str, JobState | None]:
+        """The jobs' states from one walk of the job list, as the core's poller reads them
+        (:func:`oscar_plugins.listed_state`): ``LOST`` for a job missing for more than ``lost_after``
+        seconds, None for one that may not be listed yet."""
+        walk = await client.read_job_list(service, wanted=names)
+        return {n: listed_state(walk.listing.get(n), missing_for=missing_for, lost_after=lost_after) for n in names}
 
     async def athread_hook(self) -> OscarHook:
         """A sync hook for worker threads of the triggerer (object store calls have no asyncio client).

@@ -69,11 +69,11 @@ class OscarJobTrigger(BaseTrigger):
             async with hook.async_client() as client:
                 while True:
                     pending = [n for n, s in states.items() if not s.terminal]
-                    seen = await hook.ajob_states(client, self.service_name, pending)
+                    seen = await hook.ajob_states(client, self.service_name, pending,
+                                                  missing_for=time.monotonic() - started, lost_after=self.lost_after)
                     for name, state in seen.items():
-                        if state is None and time.monotonic() - started < self.lost_after:
+                        if state is None:
                             continue  # not listed yet (or the listing lags): give it time
-                        state = state or JobState.LOST
                         if state != states[name]:
                             self.log.info("OSCAR job %s is %s", name, state.value)
                         states[name] = state

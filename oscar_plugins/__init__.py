@@ -30,7 +30,11 @@ _EXPORTS = {
     "JobResult": "._dispatch",
     "JobSpec": "._dispatch",
     "Job": "._jobs",
-    "JobState": "._jobs",
+    "JobState": "._joblist",
+    "JobListWalk": "._joblist",
+    "listed_state": "._joblist",
+    "name_clock": "._joblist",
+    "new_job_name": "._joblist",
     "JobTracker": "._jobs",
     "Journal": "._journal",
     "FDL": "._fdl",
@@ -92,6 +96,7 @@ __all__ = [
     "InputNotFound",
     "Job",
     "JobFailed",
+    "JobListWalk",
     "JobNotFound",
     "JobResult",
     "JobSpec",
@@ -119,10 +124,13 @@ __all__ = [
     "credential_secrets",
     "free_capacity",
     "lazy_exports",
+    "listed_state",
     "load_fdl",
     "load_profiles",
     "local_profile",
     "mask_secrets",
+    "name_clock",
+    "new_job_name",
     "parse_version",
     "pick_cluster",
     "resolve_profile",
@@ -171,7 +179,8 @@ if TYPE_CHECKING:
     )
     from ._fdl import FDL, Service, StorageIO, load_fdl, service_from_api, service_from_dict
     from ._images import ImageBuilder, ImageInspector
-    from ._jobs import Job, JobState, JobTracker
+    from ._joblist import JobListWalk, JobState, listed_state, name_clock, new_job_name
+    from ._jobs import Job, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
     from ._storage import Storage

@@ -5,22 +5,21 @@ differs. Tracking stays one listing per service per poll, as in :class:`oscar_pl
 
 Example:
     >>> async with AsyncOscarClient(profile) as client:                 # doctest: +SKIP
-    ...     state = await client.wait_job("svc", "svc-1a2b3c", poll_interval=2)
+    ...     walk = await client.read_job_list("svc", wanted={"svc-1a2b3c"})
+    ...     state = listed_state(walk.listing.get("svc-1a2b3c"), missing_for=0, lost_after=60)
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
 from ._auth import credential_secrets
-from ._client import JobInfo, parse_job_list
-from ._exceptions import JobTimeout, OscarError
+from ._exceptions import OscarError, ServerError
 from ._http import error_for_response, error_for_transport
-from ._jobs import JobState
+from ._joblist import JobInfo, JobListWalk
 from ._profiles import ClusterProfile
 from ._retry import IDEMPOTENT_METHODS, ONCE, Backoff, aretry
 
@@ -75,19 +74,22 @@ class AsyncOscarClient:
     async def get_service(self, name: str) -> dict[str, Any]:
         return dict((await self.request("GET", f"/system/services/{name}", service=name)).json())
 
-    async def list_jobs(self, service: str) -> dict[str, JobInfo]:
-        jobs: dict[str, JobInfo] = {}
-        page: str | None = None
-        while True:
-            params = {"page": page} if page else None
-            response = await self.request("GET", f"/system/logs/{service}", params=params, service=service)
+    async def read_job_list(self, service: str, *, wanted: Iterable[str] | None = None) -> JobListWalk:
+        """:meth:`OscarClient.read_job_list`: the same walk (early stop, expired tokens), awaited."""
+        walk = JobListWalk(service, self.profile.name, self.profile.endpoint,
+                           wanted=set(wanted) if wanted is not None else None)
+        while not walk.done:
             try:
-                found, page = parse_job_list(response.json())
-            except ValueError as exc:
-                raise OscarError(f"the job list of {service!r} is not JSON") from exc
-            jobs.update(found)
-            if not page:
-                return jobs
+                response = await self.request("GET", walk.path, params=walk.params(), service=service)
+            except ServerError as exc:
+                walk.failed(exc)
+                continue
+            walk.take(response.content)
+        return walk
+
+    async def list_jobs(self, service: str) -> dict[str, JobInfo]:
+        """All jobs of a service (every page)."""
+        return (await self.read_job_list(service)).listing
 
     async def job_log(self, service: str, job: str) -> str:
         return (await self.request("GET", f"/system/logs/{service}/{job}", service=service, job=job)).text
@@ -98,22 +100,3 @@ class AsyncOscarClient:
         except OscarError as exc:
             if getattr(exc, "status", None) != 404:
                 raise
-
-    async def job_state(self, service: str, job: str) -> tuple[JobState, JobInfo]:
-        info = (await self.list_jobs(service)).get(job)
-        if info is None:
-            return JobState.LOST, {}
-        return JobState.parse(info.get("status")), info
-
-    async def wait_job(self, service: str, job: str, *, poll_interval: float = 5.0,
-                       timeout: float | None = None, lost_after: float = 60.0) -> tuple[JobState, JobInfo]:
-        """Poll until the job is terminal; a job missing for ``lost_after`` seconds is ``LOST``."""
-        start = time.monotonic()
-        while True:
-            state, info = await self.job_state(service, job)
-            if state.terminal and (state != JobState.LOST or time.monotonic() - start > lost_after):
-                return state, info
-            if timeout is not None and time.monotonic() - start > timeout:
-                raise JobTimeout(f"job {job} of {service!r} still {state.value} after {timeout} s; it keeps "
-                                 "running: wait again or cancel it")
-            await asyncio.sleep(poll_interval)

@@ -14,8 +14,7 @@ import base64
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from ._exceptions import (
 )
 from ._fdl import SPEC_HASH_ANNOTATION, Service, service_from_api, service_from_dict
 from ._http import error_for_response, error_for_transport
+from ._joblist import JobInfo, JobListWalk, new_job_name, parse_job_list
 from ._profiles import ClusterProfile, resolve_profile
 from ._retry import IDEMPOTENT_METHODS, ONCE, Backoff, transient
 from ._retry import retry as retry_call
@@ -40,10 +40,9 @@ from ._storage import Storage
 from ._validation import job_name_problem
 from ._wrapper import is_wrapped, wrap_script, wrapped_outputs
 
-__all__ = ["JobInfo", "OscarClient", "parse_job_list", "parse_version"]
+__all__ = ["JobInfo", "OscarClient", "new_job_name", "parse_job_list", "parse_version"]
 
 log = logging.getLogger("oscar_plugins")
-JobInfo = dict[str, Any]
 
 
 def parse_version(text: str | None) -> tuple[int, int, int]:
@@ -58,41 +57,6 @@ def parse_version(text: str | None) -> tuple[int, int, int]:
         return (99, 0, 0)
     padded = [*nums, 0, 0, 0]
     return padded[0], padded[1], padded[2]
-
-
-def parse_job_list(body: Any) -> tuple[dict[str, JobInfo], str | None]:
-    """Parse ``GET /system/logs/{svc}``: the v3.6.4+ shape or the older bare map.
-
-    Returns:
-        The jobs by name and the next page token (None on the last page).
-
-    Raises:
-        OscarError: the body is not a job list.
-    """
-    if not isinstance(body, dict):
-        raise OscarError(f"the job list is a {type(body).__name__}, not an object: the endpoint may not be an "
-                         "OSCAR server, or a proxy answered instead")
-    if isinstance(body.get("jobs"), dict) and ("next_page" in body or "remaining_jobs" in body
-                                               or all(isinstance(v, dict) for v in body["jobs"].values())):
-        token = body.get("next_page") or None
-        jobs = {str(k): dict(v) if isinstance(v, dict) else {} for k, v in body["jobs"].items()}
-        return jobs, (token if isinstance(token, str) else None)
-    return {str(k): dict(v) for k, v in body.items() if isinstance(v, dict)}, None
-
-
-#: Job names count milliseconds DOWN from here, so that newer names sort first (see new_job_name).
-_NAME_EPOCH_MS = 16**11 - 1
-
-
-def new_job_name(service: str) -> str:
-    """A unique, valid job name: ``<service>-<11 hex: time, descending><6 hex: random>`` (<= 57 characters).
-
-    OSCAR lists a service's jobs in name order (Kubernetes lists by key; the local cluster does the same),
-    70 a page. Names that sort newest first put the jobs still running on the first pages and the old,
-    finished ones (kept 30 days) at the end, so the poller's early stop reads only the pages it needs.
-    """
-    countdown = _NAME_EPOCH_MS - time.time_ns() // 1_000_000
-    return f"{service}-{countdown:011x}{uuid.uuid4().hex[:6]}"
 
 
 class OscarClient:
@@ -443,8 +407,9 @@ class OscarClient:
     def job_exists(self, service: str, name: str) -> bool:
         return name in self.list_jobs(service)
 
-    def iter_job_pages(self, service: str) -> Iterator[dict[str, JobInfo]]:
-        """The pages of a service's job list, 70 jobs each.
+    def iter_job_pages(self, service: str, *, wanted: Iterable[str] | None = None) -> Iterator[dict[str, JobInfo]]:
+        """The pages of a service's job list, 70 jobs each (:class:`~oscar_plugins._joblist.JobListWalk`):
+        with ``wanted``, up to the page where every one of those jobs was seen.
 
         Pages after the first show the jobs as they were when the first was read (Kubernetes serves a
         continued list from its first snapshot): a caller that needs fresh states reads again. A continue
@@ -454,40 +419,32 @@ class OscarClient:
         Raises:
             AuthenticationError: an OIDC user who may not see the service (OSCAR answers 200, no body).
         """
-        page: str | None = None
-        restarts = 0
-        seen: set[str] = set()
-        call = f"GET /system/logs/{service}"
-        while True:
-            params = {"page": page} if page else None
+        yield from self._walk(self._job_list_walk(service, wanted))
+
+    def _job_list_walk(self, service: str, wanted: Iterable[str] | None) -> JobListWalk:
+        return JobListWalk(service, self.profile.name, self.profile.endpoint,
+                           wanted=set(wanted) if wanted is not None else None)
+
+    def _walk(self, walk: JobListWalk) -> Iterator[dict[str, JobInfo]]:
+        while not walk.done:
             try:
-                response = self.request("GET", f"/system/logs/{service}", params=params, service=service)
-            except ServerError:
-                if not page or restarts >= 2:
-                    raise
-                log.info("the job list of %s expired mid-walk (continue token too old); reading it again", service)
-                page, restarts = None, restarts + 1
+                response = self.request("GET", walk.path, params=walk.params(), service=walk.service)
+            except ServerError as exc:
+                walk.failed(exc)
                 continue
-            if not response.content.strip():
-                raise AuthenticationError(
-                    f"{call} on cluster {self.profile.name!r} answered 200 with an empty body: OSCAR (v4.0+) does "
-                    f"this when the caller may not see service {service!r}; with an OIDC token, ask its owner to make "
-                    "it public or to add you to allowed_users", status=200, call=call)
-            jobs, page = parse_job_list(self._decode(response, call))
-            yield jobs
-            if not page:
-                return
-            if page in seen:
-                raise OscarError(f"{call} on cluster {self.profile.name!r} gave a page token it gave before: the "
-                                 "listing would never end (a proxy caching the answer?); list the jobs again later")
-            seen.add(page)
+            yield walk.take(response.content)
+
+    def read_job_list(self, service: str, *, wanted: Iterable[str] | None = None) -> JobListWalk:
+        """Walk a service's job list (up to the page where every ``wanted`` job was seen); the walk holds
+        the jobs (``.listing``) and the pages it read."""
+        walk = self._job_list_walk(service, wanted)
+        for _ in self._walk(walk):
+            pass
+        return walk
 
     def list_jobs(self, service: str) -> dict[str, JobInfo]:
         """All jobs of a service (every page)."""
-        jobs: dict[str, JobInfo] = {}
-        for page in self.iter_job_pages(service):
-            jobs.update(page)
-        return jobs
+        return self.read_job_list(service).listing
 
     def job_log(self, service: str, job: str, *, timestamps: bool = False) -> str:
         params = {"timestamps": "true"} if timestamps else None

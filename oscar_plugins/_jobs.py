@@ -17,42 +17,19 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import JobTimeout, OscarError
+from ._joblist import JobState, listed_state
 from ._retry import Backoff, transient
 
 if TYPE_CHECKING:
-    from ._client import JobInfo, OscarClient
+    from ._client import OscarClient
+    from ._joblist import JobInfo
 
-__all__ = ["Job", "JobState", "JobTracker"]
+__all__ = ["Job", "JobState", "JobTracker"]  # JobState is _joblist's
 
 log = logging.getLogger("oscar_plugins")
-
-
-class JobState(str, Enum):
-    """A job's state as OSCAR reports it (the Kubernetes pod phase), plus ``UNKNOWN`` and ``LOST``."""
-
-    PENDING = "Pending"
-    SUSPENDED = "Suspended"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    UNKNOWN = "Unknown"
-    #: The job vanished from the cluster's list (deleted by someone, or expired).
-    LOST = "Lost"
-
-    @classmethod
-    def parse(cls, value: object) -> JobState:
-        for state in cls:
-            if str(value).lower() == state.value.lower():
-                return state
-        return cls.UNKNOWN
-
-    @property
-    def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.LOST)
 
 
 @dataclass
@@ -142,22 +119,16 @@ class JobTracker:
             by_service.setdefault(job.service, []).append(job)
         changes = pages = 0
         for service, jobs in by_service.items():
-            listing: dict[str, JobInfo] = {}
-            wanted = {job.name for job in jobs}
             try:
-                for page in self.client.iter_job_pages(service):
-                    listing.update(page)
-                    pages += 1
-                    wanted.difference_update(page)
-                    if not wanted:
-                        break  # every tracked job seen: the remaining pages cannot tell us more
+                walk = self.client.read_job_list(service, wanted={job.name for job in jobs})
             except OscarError as exc:
                 if transient(exc):
                     raise  # the cluster is away: the loop backs off and tries again
                 self._give_up(jobs, exc)
                 changes += len(jobs)
                 continue
-            changes += self._apply(jobs, listing)
+            pages += walk.pages
+            changes += self._apply(jobs, walk.listing)
         self.polls += 1
         self.pages_read += pages
         return changes, pages
@@ -167,17 +138,15 @@ class JobTracker:
         now = time.time()
         for job in jobs:
             info = listing.get(job.name)
-            if info is None:
-                if now - job.submitted_at > self.lost_after:
-                    self._finish(job, JobState.LOST, {})
-                    changes += 1
-                continue
-            state = JobState.parse(info.get("status"))
-            if state != job.state or info != job.info:
+            state = listed_state(info, missing_for=now - job.submitted_at, lost_after=self.lost_after)
+            if state is None:
+                continue  # not listed yet
+            if state != job.state or (info is not None and info != job.info):
                 changes += 1
-            job.info = dict(info)
+            if info is not None:
+                job.info = dict(info)
             if state.terminal:
-                self._finish(job, state, info)
+                self._finish(job, state, info or {})
             else:
                 job.state = state
         return changes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from oscar_plugins import (
@@ -82,10 +84,13 @@ def test_job_names_are_valid_traceable_and_never_reused():
     svc = "Drought_SPI.service-with-a-long-name"
     first = job_names(svc, try_number=1, count=3, nonce="abcd", **kw)
     assert first == job_names(svc, try_number=1, count=3, nonce="abcd", **kw)
-    assert first[0].startswith("drought-spi-serv-") and first[0].endswith("-abcd-0")
+    assert first[0].startswith("drought-spi-serv-abcd-") and first[0].endswith("-0")
     assert first != job_names(svc, try_number=2, count=3, nonce="abcd", **kw)
     again = job_names(svc, try_number=1, count=3, **kw)  # a repeated try number gets fresh names
-    assert again[0].rsplit("-", 2)[0] == first[0].rsplit("-", 2)[0] and again != first
+    assert again[0].rsplit("-", 2)[1] == first[0].rsplit("-", 2)[1] and again != first  # same task hash
+    time.sleep(0.003)
+    later = job_names(svc, try_number=1, count=1, **kw)
+    assert later[0] < again[0]  # the core's count-down clock: a later submit sorts first in OSCAR's job list
     assert len(set(first)) == 3
     from oscar_plugins._validation import job_name_problem
 
