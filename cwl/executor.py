@@ -4,9 +4,10 @@ Local jobs (ExpressionTools, workflow steps' bookkeeping, CommandLineTools kept 
 cwltool's ``MultithreadedJobExecutor`` machinery: one at a time by default (like cwltool's default
 single-threaded executor), in parallel with local cores/RAM accounting under ``--parallel``.
 
-Offloaded jobs never count against the local machine's cores and RAM. Up to ``max_in_flight`` of
-them are on the cluster at once; each is staged and submitted by a small pool, then waits without a
-thread: the core's single poller completes its future, and a small pool collects its results.
+Offloaded jobs never count against the local machine's cores and RAM. They run on the core's batch
+engine (``oscar_plugins.Batch``, as ``Dispatcher.map`` does): up to ``max_in_flight`` of them on the
+cluster at once, each staged and submitted by a small pool, then waiting without a thread (the core's
+single poller completes its future) until a small pool collects its results.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import math
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import InvalidStateError, ThreadPoolExecutor
 from typing import Any, cast
 
 from cwl_utils.types import CWLObjectType
@@ -31,7 +32,7 @@ from cwltool.task_queue import TaskQueue
 from cwltool.utils import JobsType
 from cwltool.workflow import Workflow
 
-from oscar_plugins import JobState
+from oscar_plugins import AGAIN, Batch, Job, JobState
 
 from .job import OscarCommandLineJob, Submitted
 from .runner import RunnerSpec, format_cpu, format_memory
@@ -65,16 +66,15 @@ class OscarExecutor(MultithreadedJobExecutor):
         self._remote = 0
         self.start_timeout = start_timeout
         self._active: dict[int, Submitted] = {}
-        self._submit_pool: ThreadPoolExecutor | None = None
-        self._collect_pool: ThreadPoolExecutor | None = None
+        self._batch: Batch | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
     def run_jobs(self, process: Process, job_order_object: CWLObjectType, logger: logging.Logger,
                  runtime_context: RuntimeContext) -> None:
         local_threads = math.ceil(self.max_cores) if self.parallel else 1
         self.taskqueue = TaskQueue(threading.Lock(), local_threads)
-        self._submit_pool = ThreadPoolExecutor(self.io_workers, thread_name_prefix="oscar-cwl-submit")
-        self._collect_pool = ThreadPoolExecutor(self.io_workers, thread_name_prefix="oscar-cwl-collect")
+        self._batch = Batch(max_in_flight=self.max_in_flight, cancel=self._cancel, workers=self.io_workers,
+                            name="oscar-cwl")
         lock = runtime_context.workflow_eval_lock
         if lock is None:
             raise WorkflowException("runtimeContext.workflow_eval_lock must not be None")
@@ -107,8 +107,7 @@ class OscarExecutor(MultithreadedJobExecutor):
                     if self.parallel:
                         self.run_job(None, runtime_context)
         finally:
-            for pool in (self._submit_pool, self._collect_pool):
-                pool.shutdown(wait=False, cancel_futures=True)
+            self._batch.close()
             self.taskqueue.drain()
             self.taskqueue.join()
 
@@ -170,47 +169,50 @@ class OscarExecutor(MultithreadedJobExecutor):
 
     # -- offloaded jobs ----------------------------------------------------------------------------
     def _launch(self) -> None:
-        """Start waiting offloaded jobs while fewer than ``max_in_flight`` are out (lock held)."""
-        while self._waiting and self._remote < self.max_in_flight:
-            job, ctx = self._waiting.popleft()
+        """Hand waiting offloaded jobs to the core's batch engine while it has room (lock held)."""
+        assert self._batch is not None  # set in run_jobs
+        while self._waiting:
+            job, ctx = self._waiting[0]
+            if not self._batch.add(*self._item(job, ctx), block=False):
+                return  # max_in_flight jobs are out: the next one goes when one ends
+            self._waiting.popleft()
             self._remote += 1
-            assert self._submit_pool is not None  # set in run_jobs
-            self._submit_pool.submit(self._start, job, ctx)
 
-    def _start(self, job: OscarCommandLineJob, ctx: RuntimeContext) -> None:
-        try:
+    def _item(self, job: OscarCommandLineJob, ctx: RuntimeContext) -> tuple[Any, Any, Any]:
+        """One offloaded job as a batch item: start stages and submits it, finish collects it (or asks for
+        it to be submitted again), done tells the workflow loop."""
+        lock = cast(threading.Condition, ctx.workflow_eval_lock)
+        current: list[Submitted] = []
+
+        def start() -> Job | None:
             submitted = job.start(ctx, TMPDIR_LOCK)
-        except BaseException as exc:
-            self._failed(exc, ctx)
-            return
-        if submitted is None:
-            self._done(ctx)
-            return
-        pool = self._collect_pool
-        with cast(threading.Condition, ctx.workflow_eval_lock):
-            self._active[id(submitted)] = submitted
+            if submitted is None:
+                return None  # it failed before submitting, and reported itself
+            current[:] = [submitted]
+            with lock:
+                self._active[id(submitted)] = submitted
+            return submitted.job
 
-        def collect(_fut: Future[Any]) -> None:
-            try:
-                assert pool is not None
-                pool.submit(self._finish, job, ctx, submitted)
-            except RuntimeError:  # the run is being torn down (interrupt): nothing to collect
+        def finish(_job: Job) -> Any:
+            submitted = current[0]
+            with lock:
+                self._active.pop(id(submitted), None)
+            return AGAIN if job.finish(ctx, submitted) else None  # AGAIN: see OscarCommandLineJob.finish
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                self._failed(error, ctx)
+            else:
                 self._done(ctx)
 
-        submitted.job.future.add_done_callback(collect)
+        return start, finish, done
 
-    def _finish(self, job: OscarCommandLineJob, ctx: RuntimeContext, submitted: Submitted) -> None:
-        with cast(threading.Condition, ctx.workflow_eval_lock):
-            self._active.pop(id(submitted), None)
-        try:
-            again = job.finish(ctx, submitted)
-        except BaseException as exc:
-            self._failed(exc, ctx)
-            return
-        if again:  # still one of the jobs in flight: submitted anew (see OscarCommandLineJob.finish)
-            self._start(job, ctx)
-            return
-        self._done(ctx)
+    def _cancel(self, jobs: list[Job]) -> None:
+        """Cancel jobs of the batch on their clusters (the batch engine's cancel-all)."""
+        wanted = {id(j) for j in jobs}
+        for submitted in list(self._active.values()):
+            if id(submitted.job) in wanted:
+                submitted.session.cancel([submitted.job])
 
     def _expire_pending(self) -> None:
         """Cancel offloaded jobs that have not started within ``start_timeout`` (lock held)."""

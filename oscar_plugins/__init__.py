@@ -25,6 +25,8 @@ _EXPORTS = {
     "AsyncOscarClient": "._async",
     "parse_version": "._client",
     "Dispatcher": "._dispatch",
+    "AGAIN": "._batch",
+    "Batch": "._batch",
     "ImageBuilder": "._images",
     "ImageInspector": "._images",
     "JobResult": "._dispatch",
@@ -73,6 +75,7 @@ _EXCEPTIONS = [
 _EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
 
 __all__ = [
+    "AGAIN",
     "FDL",
     "LOG_FILE",
     "RESERVED_FILES",
@@ -83,6 +86,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BasicCredentials",
+    "Batch",
     "ChecksumMismatch",
     "ClusterProfile",
     "ConfigError",
@@ -151,6 +155,7 @@ if TYPE_CHECKING:
         credential_secrets,
         mask_secrets,
     )
+    from ._batch import AGAIN, Batch
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
     from ._dispatch import Dispatcher, JobResult, JobSpec

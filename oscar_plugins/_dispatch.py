@@ -14,11 +14,11 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._batch import AGAIN, Batch
 from ._client import OscarClient, new_job_name
 from ._events import minio_event
 from ._exceptions import ConfigError, InputNotFound, JobFailed, OscarError
@@ -356,58 +356,59 @@ class Dispatcher:
         for idx, outputs in done.items():
             if idx < len(specs):
                 results[idx] = JobResult(idx, None, outputs=[Path(p) for p in outputs], exit_code=0)
-        slots = threading.Semaphore(max(1, max_in_flight))
         lock = threading.Lock()
         finished = [sum(r is not None for r in results)]
-        inflight: dict[int, Job] = {}
 
         def report(result: JobResult) -> None:
             with lock:
                 results[result.index] = result
                 finished[0] += 1
-                if result.job is not None:
-                    inflight.pop(result.index, None)
-            slots.release()
             if on_result:
                 on_result(result)
             if progress:
                 progress(finished[0], len(specs))
 
-        def launch(idx: int, attempt: int, collect_pool: ThreadPoolExecutor) -> None:
-            name = known.get(idx) if attempt == 0 else None
-            try:
-                if name and name in on_cluster:
-                    job = self.tracker.track(Job(service, name))
-                else:
-                    name = name or new_job_name(service)
-                    if batch:
-                        batch.record(idx, name)
-                    job = self.submit(service, specs[idx].inputs, payload=specs[idx].payload,
-                                      env=specs[idx].env, name=name)
-                    if batch and job.name != name:  # before v4.1 the server names the job itself
-                        batch.record(idx, job.name)
-            except OscarError as exc:
-                report(JobResult(idx, None, error=exc))
-                return
-            with lock:
-                inflight[idx] = job
-            job.future.add_done_callback(lambda _f: collect_pool.submit(finish, idx, attempt, job, collect_pool))
+        def item(idx: int) -> tuple[Callable[[], Job | None], Callable[[Job], Any], Callable[[Any, Any], None]]:
+            attempt = [0]
 
-        def finish(idx: int, attempt: int, job: Job, collect_pool: ThreadPoolExecutor) -> None:
-            try:
-                res = self.collect(job, out_dir / (folders[idx] if folders else job.name), overwrite=overwrite)
+            def start() -> Job:
+                name = known.get(idx) if attempt[0] == 0 else None
+                if name and name in on_cluster:
+                    return self.tracker.track(Job(service, name))
+                name = name or new_job_name(service)
+                if batch:
+                    batch.record(idx, name)
+                job = self.submit(service, specs[idx].inputs, payload=specs[idx].payload, env=specs[idx].env,
+                                  name=name)
+                if batch and job.name != name:  # before v4.1 the server names the job itself
+                    batch.record(idx, job.name)
+                return job
+
+            def finish(job: Job) -> Any:
+                try:
+                    res = self.collect(job, out_dir / (folders[idx] if folders else job.name), overwrite=overwrite)
+                except JobFailed as exc:
+                    if attempt[0] < retries and exc.exit_code is None:
+                        attempt[0] += 1
+                        log.warning("job %s failed (%s); resubmitting (attempt %d)", job.name, exc, attempt[0] + 1)
+                        return AGAIN
+                    return JobResult(idx, job, error=exc, exit_code=exc.exit_code)
+                except OscarError as exc:
+                    return JobResult(idx, job, error=exc)
                 res.index = idx
                 if batch:
                     batch.mark_collected(idx, [str(p) for p in res.outputs])
-                report(res)
-            except JobFailed as exc:
-                if attempt < retries and exc.exit_code is None:
-                    log.warning("job %s failed (%s); resubmitting (attempt %d)", job.name, exc, attempt + 2)
-                    launch(idx, attempt + 1, collect_pool)
-                    return
-                report(JobResult(idx, job, error=exc, exit_code=exc.exit_code))
-            except OscarError as exc:
-                report(JobResult(idx, job, error=exc))
+                return res
+
+            def done(result: Any, error: BaseException | None) -> None:
+                if error is None:
+                    report(result)
+                elif isinstance(error, OscarError):  # the submit failed
+                    report(JobResult(idx, None, error=error))
+                else:
+                    report(JobResult(idx, None, error=OscarError(f"job {idx} failed unexpectedly: {error!r}")))
+
+            return start, finish, done
 
         todo = [i for i in range(len(specs)) if results[i] is None]
         for earlier in results:  # collected by an earlier run of this batch (the journal)
@@ -415,22 +416,9 @@ class Dispatcher:
                 on_result(earlier)
         if progress:
             progress(finished[0], len(specs))
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="oscar-submit") as submit_pool, \
-                ThreadPoolExecutor(self.workers, thread_name_prefix="oscar-collect") as collect_pool:
-            try:
-                futures: list[Future[None]] = []
-                for idx in todo:
-                    while not slots.acquire(timeout=0.5):
-                        pass
-                    futures.append(submit_pool.submit(launch, idx, 0, collect_pool))
-                for fut in futures:
-                    fut.result()
-                for _ in range(max(1, max_in_flight)):  # all slots back = every job reported
-                    while not slots.acquire(timeout=0.5):
-                        pass
-            except BaseException:
-                self.cancel(list(inflight.values()))
-                raise
+        with Batch(max_in_flight=max_in_flight, cancel=self.cancel, workers=self.workers) as engine:
+            for idx in todo:
+                engine.add(*item(idx))
         final = [r for r in results if r is not None]
         if batch and all(r.ok for r in final):
             batch.complete()
