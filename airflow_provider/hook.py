@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -292,24 +291,7 @@ class OscarHook(BaseHook):
         with self.errors(f"submitting jobs to service {service!r}"):
             self.client.get_service(service)  # fails early and clearly when the service is missing
             self._mask_service(service)
-
-            def one(pair: tuple[JobSpec, str]) -> str:
-                spec, name = pair
-                job = self.dispatcher.submit(service, spec.inputs, payload=spec.payload, env=spec.env,
-                                             name=name, track=False)
-                return job.name
-
-            pairs = list(zip(specs, names, strict=True))
-            if len(pairs) == 1:
-                return [one(pairs[0])]
-            with ThreadPoolExecutor(min(8, len(pairs)), thread_name_prefix="oscar-airflow-submit") as pool:
-                futures = [pool.submit(one, p) for p in pairs]
-                try:
-                    return [f.result() for f in futures]
-                except BaseException:
-                    done = [f.result() for f in futures if f.done() and not f.exception()]
-                    self.cancel_jobs(service, done)
-                    raise
+            return [job.name for job in self.dispatcher.submit_all(service, specs, names, track=False)]
 
     def job_states(self, service: str, names: Sequence[str]) -> dict[str, JobState]:
         """The jobs' states from one walk of the job list (the core's: it stops at the page where every

@@ -14,6 +14,8 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,29 @@ class Dispatcher:
         job_name = self.client.submit_job(service, body, name=name)
         job = Job(service, job_name, manifest=manifest)
         return self.tracker.track(job) if track else job
+
+    def submit_all(self, service: str, specs: Sequence[JobSpec], names: Sequence[str] | None = None, *,
+                   track: bool = True) -> list[Job]:
+        """Stage and submit one job per spec, several at once, under ``names`` when given (each submit is
+        idempotent per name). If one submit fails, the jobs already submitted are cancelled and the error
+        is raised: all or nothing (for callers that wait elsewhere, such as an Airflow trigger)."""
+        chosen: list[str | None] = list(names) if names is not None else [None] * len(specs)
+        if len(chosen) != len(specs):
+            raise ValueError(f"{len(chosen)} name(s) for {len(specs)} job(s): give one name per job")
+        if len(specs) == 1:
+            return [self.submit(service, specs[0].inputs, payload=specs[0].payload, env=specs[0].env,
+                                name=chosen[0], track=track)]
+        with ThreadPoolExecutor(min(self.workers, max(1, len(specs))), thread_name_prefix="oscar-submit") as pool:
+            futures = [pool.submit(self.submit, service, spec.inputs, payload=spec.payload, env=spec.env, name=name,
+                                   track=track) for spec, name in zip(specs, chosen, strict=True)]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()  # not started yet: never will
+                wait_futures(futures)  # the ones being submitted now: let them land, then cancel them too
+                self.cancel([f.result() for f in futures if not f.cancelled() and f.exception() is None])
+                raise
 
     def failure(self, job: Job, reason: str, exit_code: int | None = None,
                 status: JobStatusFile | None = None) -> JobFailed:

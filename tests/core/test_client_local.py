@@ -16,6 +16,7 @@ from oscar_plugins import (
     Dispatcher,
     InputNotFound,
     JobFailed,
+    JobSpec,
     JobState,
     JobTracker,
     Journal,
@@ -198,6 +199,21 @@ def test_a_poller_that_cannot_follow_a_job_fails_its_future(client, tmp_path):
     assert isinstance(job.error, ServiceNotFound) and not d.tracker.pending()
     with pytest.raises(ServiceNotFound):
         d.collect(job, tmp_path / "out")
+
+
+def test_submit_all_is_all_or_nothing(client, tmp_path):
+    client.ensure_service(_svc("allornot", "sleep 30"))
+    d = Dispatcher(client)
+    good = tmp_path / "good.txt"
+    good.write_text("x")
+    jobs = d.submit_all("allornot", [JobSpec([good]), JobSpec([good])], track=False)
+    assert {j.name for j in jobs} <= set(client.list_jobs("allornot"))
+    d.cancel(jobs)
+    names = [f"allornot-named-{i}" for i in range(4)]
+    specs = [JobSpec([good]), JobSpec([good]), JobSpec([tmp_path / "missing.txt"]), JobSpec([good])]
+    with pytest.raises(InputNotFound, match="missing.txt"):
+        d.submit_all("allornot", specs, names, track=False)
+    assert not set(names) & set(client.list_jobs("allornot"))  # the ones that went out were cancelled
 
 
 def test_cancel_deletes_running_job(client):
