@@ -279,7 +279,7 @@ class OscarHook(BaseHook):
         """``POST /run``: the service's answer (bytes, text, or files under ``output``)."""
         with self.errors(f"running service {service!r} synchronously"):
             self._mask_service(service)
-            return self.client.run(service, data, output=output, expect=expect, overwrite=True,  # type: ignore[no-any-return]
+            return self.client.run(service, data, output=output, expect=expect, overwrite=True,
                                    timeout=timeout)
 
     # -- jobs --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -39,6 +39,9 @@ from ._retry import retry as retry_call
 from ._storage import Storage
 from ._validation import job_name_problem
 from ._wrapper import is_wrapped, wrap_script, wrapped_outputs
+
+if TYPE_CHECKING:  # _sync imports this module's client type; the run itself is imported on use
+    from ._sync import RunResult
 
 __all__ = ["JobInfo", "OscarClient", "new_job_name", "parse_job_list", "parse_version"]
 
@@ -467,7 +470,7 @@ class OscarClient:
 
     # -- sync ----------------------------------------------------------------------------------------
     def run(self, service: str, data: Any = None, *, output: Path | None = None, expect: str = "auto",
-            overwrite: bool = False, timeout: float | None = None) -> Any:
+            overwrite: bool = False, timeout: float | None = None) -> RunResult:
         """Run a service synchronously (``POST /run``); see :func:`oscar_plugins._sync.run`."""
         from ._sync import run
 

@@ -1,7 +1,7 @@
 """``make demo``: the smallest real end-to-end run on the embedded local cluster.
 
 Deploys a service from an FDL dict, runs it once synchronously, then fans a batch of asynchronous jobs
-out through the object store and collects their verified outputs. Run: ``python -m oscar_plugins.demo``.
+out through the object store and collects their verified outputs. Run: ``python examples/quickstart.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark of the local cluster: ``python -m oscar_plugins.local._bench [--jobs 50] [--burst 1000]``.
+"""Benchmark of the local cluster: ``python -m benchmarks.local_cluster [--jobs 50] [--burst 1000]``.
 
 Prints the cold start-up time (to a healthy ``/health``), the latency from ``POST /job`` and from an
 upload to the script running (median and p95; measured with a timestamp the script prints first), and
@@ -19,9 +19,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
-from oscar_plugins.local._cluster import LocalCluster
-from oscar_plugins.local._config import LocalClusterInfo
-from oscar_plugins.local._daemon import down, up
+from oscar_plugins.local import LocalCluster, LocalClusterInfo, down, up
 
 __all__ = ["main"]
 
@@ -144,7 +142,7 @@ def _burst(lc: LocalClusterInfo, admin: httpx.Client, anon: httpx.Client, count:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="python -m oscar_plugins.local._bench")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.local_cluster")
     parser.add_argument("--jobs", type=int, default=50, help="jobs for the latency measurements")
     parser.add_argument("--burst", type=int, default=1000, help="jobs submitted at once")
     args = parser.parse_args(argv)
