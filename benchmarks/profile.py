@@ -106,7 +106,7 @@ def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
     try:
         assert info.pid is not None
         api = psutil.Process(info.pid)
-        s3 = next(p for p in api.children() if "oscar_plugins.local._s3" in " ".join(p.cmdline()))
+        s3 = next(p for p in api.children() if "oscar_plugins.local.storage._s3" in " ".join(p.cmdline()))
         env = {**os.environ, "OSCAR_ENDPOINT": info.endpoint, "OSCAR_USER": info.username,
                "OSCAR_PASSWORD": info.password, "OSCAR_SSL_VERIFY": "false", "OSCAR_CLUSTER": "",
                "OSCAR_PLUGINS_CACHE_DIR": str(work / "cache")}

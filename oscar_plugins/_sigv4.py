@@ -3,7 +3,7 @@
 botocore spends about 3 ms of CPU on every request (event hooks, endpoint rules, parsing); a dispatch
 client collecting thousands of small job outputs pays that per GET. The client signs its plain GETs and
 presigned URLs here instead (well under 0.1 ms each), and the local cluster verifies signatures with the
-same canonical forms (:mod:`oscar_plugins.local._sigv4`).
+same canonical forms (:mod:`oscar_plugins.local.storage._sigv4`).
 """
 
 from __future__ import annotations

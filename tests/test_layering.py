@@ -1,6 +1,6 @@
 """The adapters, the examples and the benchmarks use the core's public API only.
 
-A private module (``oscar_plugins._client``, ``oscar_plugins.local._runner``) may change in any release;
+A private module (``oscar_plugins._client``, ``oscar_plugins.local.execution._runner``) may change in any release;
 what an adapter needs is exported by ``oscar_plugins`` (or ``oscar_plugins.local``). Read from the source
 (``ast``), so an import inside a function counts too.
 """

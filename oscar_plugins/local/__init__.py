@@ -11,7 +11,7 @@ service scripts the way OSCAR's faas-supervisor does, so workflows run on one ma
     info = ensure_local_cluster()                              # a background daemon, started on demand
 
 From the shell: ``python -m oscar_plugins.local up|status|down|serve``. Exports are imported lazily,
-so the S3 child process (``oscar_plugins.local._s3``) does not load the API server's dependencies.
+so the S3 child process (``oscar_plugins.local.storage._s3``) does not load the API server's dependencies.
 """
 
 from __future__ import annotations

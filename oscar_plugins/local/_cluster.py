@@ -22,7 +22,6 @@ from typing import Any
 import psutil
 import uvicorn
 
-from oscar_plugins.local._app import create_app
 from oscar_plugins.local._config import (
     LocalClusterError,
     LocalClusterInfo,
@@ -32,13 +31,14 @@ from oscar_plugins.local._config import (
     prepare_data_dir,
     write_json_atomic,
 )
-from oscar_plugins.local._execution import detect_engine
-from oscar_plugins.local._persona import persona
-from oscar_plugins.local._podrun import find_supervisor
 from oscar_plugins.local._runtime import Runtime, RuntimeConfig
-from oscar_plugins.local._storage import S3Process, Storage, warm_session
 from oscar_plugins.local._store import Store
-from oscar_plugins.local._tls import TlsFiles, ensure_tls
+from oscar_plugins.local.api._app import create_app
+from oscar_plugins.local.api._persona import persona
+from oscar_plugins.local.execution._execution import detect_engine
+from oscar_plugins.local.execution._podrun import find_supervisor
+from oscar_plugins.local.storage._storage import S3Process, Storage, warm_session
+from oscar_plugins.local.storage._tls import TlsFiles, ensure_tls
 
 __all__ = ["ENV_ENGINE", "ENV_EXECUTION", "ENV_VERSION", "LocalCluster"]
 

@@ -23,9 +23,10 @@ import psutil
 
 from oscar_plugins._events import minio_event
 from oscar_plugins._validation import service_name_problem
-from oscar_plugins.local._callers import Caller, OidcVerifier
 from oscar_plugins.local._config import Credentials, inside
-from oscar_plugins.local._definitions import (
+from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
+from oscar_plugins.local.api._callers import Caller, OidcVerifier
+from oscar_plugins.local.api._definitions import (
     DEFAULT_OWNER,
     UNREADABLE,
     HTTPError,
@@ -38,23 +39,22 @@ from oscar_plugins.local._definitions import (
     storage_problem,
     stored,
 )
-from oscar_plugins.local._execution import WorkDirs, default_job_name
-from oscar_plugins.local._joblog import JobLog
-from oscar_plugins.local._payload import save_body
-from oscar_plugins.local._persona import Persona, persona
-from oscar_plugins.local._podrun import SupervisorSource
-from oscar_plugins.local._runner import Execution, Runner
-from oscar_plugins.local._scheduler import Scheduler, Unschedulable
-from oscar_plugins.local._services import (
+from oscar_plugins.local.api._persona import Persona, persona
+from oscar_plugins.local.api._services import (
     ServiceError,
     input_paths,
     local_paths,
     resources,
     triggered_by,
 )
-from oscar_plugins.local._storage import REGION, Storage
-from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
-from oscar_plugins.local._tls import trust_env
+from oscar_plugins.local.execution._execution import WorkDirs, default_job_name
+from oscar_plugins.local.execution._joblog import JobLog
+from oscar_plugins.local.execution._payload import save_body
+from oscar_plugins.local.execution._podrun import SupervisorSource
+from oscar_plugins.local.execution._runner import Execution, Runner
+from oscar_plugins.local.execution._scheduler import Scheduler, Unschedulable
+from oscar_plugins.local.storage._storage import REGION, Storage
+from oscar_plugins.local.storage._tls import trust_env
 
 __all__ = ["MAX_ARG_STRLEN", "Runtime", "RuntimeConfig", "event_owner"]
 

@@ -211,7 +211,7 @@ def test_submit_all_is_all_or_nothing(client, tmp_path):
     d.cancel(jobs)
     names = [f"allornot-named-{i}" for i in range(4)]
     specs = [JobSpec([good]), JobSpec([good]), JobSpec([tmp_path / "missing.txt"]), JobSpec([good])]
-    with pytest.raises(InputNotFound, match="missing.txt"):
+    with pytest.raises(InputNotFound, match=r"missing\.txt"):
         d.submit_all("allornot", specs, names, track=False)
     assert not set(names) & set(client.list_jobs("allornot"))  # the ones that went out were cancelled
 

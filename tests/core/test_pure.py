@@ -87,7 +87,7 @@ def test_sigv4_signer_matches_aws_examples_and_the_local_verifier():
     from datetime import datetime, timezone
 
     from oscar_plugins._sigv4 import EMPTY_SHA256, host_header, object_path, presign_url, sign_headers
-    from oscar_plugins.local._sigv4 import verify
+    from oscar_plugins.local.storage._sigv4 import verify
 
     key, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
     when = datetime(2013, 5, 24, tzinfo=timezone.utc)

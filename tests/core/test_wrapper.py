@@ -22,7 +22,7 @@ from oscar_plugins._wrapper import (
     wrap_script,
     wrapped_outputs,
 )
-from oscar_plugins.local._supervisor import passes_filters
+from oscar_plugins.local.execution._supervisor import passes_filters
 
 USER_SCRIPT = """\
 set -e

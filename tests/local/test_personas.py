@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from oscar_plugins.local import LocalCluster
-from oscar_plugins.local._persona import persona
+from oscar_plugins.local.api._persona import persona
 from tests.local.local_helpers import Api, wait_for
 
 VERSIONS = ["4.1.2", "4.0.0", "3.7.1", "3.6.3"]

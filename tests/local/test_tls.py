@@ -13,7 +13,7 @@ from oscar_plugins import Dispatcher, OscarClient, service_from_dict
 from oscar_plugins._auth import BasicCredentials
 from oscar_plugins._profiles import ClusterProfile
 from oscar_plugins.local import LocalCluster
-from oscar_plugins.local._tls import trust_env
+from oscar_plugins.local.storage._tls import trust_env
 
 
 def test_clients_verifying_the_generated_ca_work_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

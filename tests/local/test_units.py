@@ -17,7 +17,9 @@ from botocore.credentials import Credentials as BotoCredentials
 from oscar_plugins._events import minio_event
 from oscar_plugins.local import LocalClusterInfo, default_data_dir
 from oscar_plugins.local._config import inside
-from oscar_plugins.local._execution import (
+from oscar_plugins.local._store import Store, rfc3339
+from oscar_plugins.local.api._services import triggered_by
+from oscar_plugins.local.execution._execution import (
     WorkDirs,
     build_env,
     container_command,
@@ -27,12 +29,8 @@ from oscar_plugins.local._execution import (
     input_file_name,
     output_files,
 )
-from oscar_plugins.local._payload import Base64Decoder, BodyError, save_body
-from oscar_plugins.local._s3persist import key_to_relpath, relpath_to_key
-from oscar_plugins.local._services import triggered_by
-from oscar_plugins.local._sigv4 import verify
-from oscar_plugins.local._store import Store, rfc3339
-from oscar_plugins.local._supervisor import (
+from oscar_plugins.local.execution._payload import Base64Decoder, BodyError, save_body
+from oscar_plugins.local.execution._supervisor import (
     EventError,
     echo_event,
     file_key,
@@ -41,6 +39,8 @@ from oscar_plugins.local._supervisor import (
     response_memory,
     save_unknown,
 )
+from oscar_plugins.local.storage._s3persist import key_to_relpath, relpath_to_key
+from oscar_plugins.local.storage._sigv4 import verify
 
 
 def test_container_command_docker_passes_names_not_values(tmp_path: Path) -> None:
@@ -249,7 +249,7 @@ def test_store_pages_10000_jobs_by_name(tmp_path: Path) -> None:
 
 
 def test_the_engine_is_a_choice_host_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from oscar_plugins.local._execution import detect_engine
+    from oscar_plugins.local.execution._execution import detect_engine
 
     assert detect_engine(None) == "host" and detect_engine("") == "host"  # whatever is installed
     assert detect_engine("podman") == "podman"

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from oscar_plugins import OscarClient, OscarError, free_capacity, service_from_dict
 from oscar_plugins._auth import BasicCredentials
 from oscar_plugins._profiles import ClusterProfile
-from oscar_plugins.local._gotypes import Bool, ListOf, MapOf, Ptr, Str, Struct, encode, zero
-from oscar_plugins.local._persona import persona
+from oscar_plugins.local.api._gotypes import Bool, ListOf, MapOf, Ptr, Str, Struct, encode, zero
+from oscar_plugins.local.api._persona import persona
 
 EXAMPLES = int(os.environ.get("OSCAR_FUZZ_CLIENT_EXAMPLES", "400"))
 SERVICE = persona("4.1.2").service

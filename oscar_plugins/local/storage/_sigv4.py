@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
-from .._sigv4 import ALGORITHM, EMPTY_SHA256, canonical_query, canonical_uris, policy_signature
-from .._sigv4 import signature as _signature
+from ..._sigv4 import ALGORITHM, EMPTY_SHA256, canonical_query, canonical_uris, policy_signature
+from ..._sigv4 import signature as _signature
 
 __all__ = ["SignatureProblem", "canonical_query", "canonical_uris", "verify", "verify_post"]
 

@@ -8,9 +8,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from oscar_plugins.local._callers import Caller, basic_ok
-from oscar_plugins.local._definitions import HTTPError
 from oscar_plugins.local._runtime import Runtime
+from oscar_plugins.local.api._callers import Caller, basic_ok
+from oscar_plugins.local.api._definitions import HTTPError
 
 __all__ = ["authenticate", "bearer", "error", "go_json", "read_json", "runtime_of", "text", "unauthorized"]
 

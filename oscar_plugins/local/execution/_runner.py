@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oscar_plugins.local._execution import (
+from oscar_plugins.local._store import FAILED, RUNNING, SUCCEEDED, Store
+from oscar_plugins.local.api._persona import Persona
+from oscar_plugins.local.api._persona import persona as default_persona
+from oscar_plugins.local.api._services import external_provider
+from oscar_plugins.local.execution._execution import (
     WorkDirs,
     build_env,
     container_command,
@@ -31,16 +35,11 @@ from oscar_plugins.local._execution import (
     input_file_name,
     output_files,
 )
-from oscar_plugins.local._joblog import JobLog
-from oscar_plugins.local._payload import b64_file_chunks, zip_files
-from oscar_plugins.local._persona import Persona
-from oscar_plugins.local._persona import persona as default_persona
-from oscar_plugins.local._podrun import SupervisorSource, function_config, pod_command, pod_env
-from oscar_plugins.local._process import kill_group, pump_output, spawn, wait_exit
-from oscar_plugins.local._services import external_provider
-from oscar_plugins.local._storage import Storage, upload_file
-from oscar_plugins.local._store import FAILED, RUNNING, SUCCEEDED, Store
-from oscar_plugins.local._supervisor import (
+from oscar_plugins.local.execution._joblog import JobLog
+from oscar_plugins.local.execution._payload import b64_file_chunks, zip_files
+from oscar_plugins.local.execution._podrun import SupervisorSource, function_config, pod_command, pod_env
+from oscar_plugins.local.execution._process import kill_group, pump_output, spawn, wait_exit
+from oscar_plugins.local.execution._supervisor import (
     Event,
     EventError,
     echo_event,
@@ -50,6 +49,7 @@ from oscar_plugins.local._supervisor import (
     response_memory,
     save_unknown,
 )
+from oscar_plugins.local.storage._storage import Storage, upload_file
 
 __all__ = ["Execution", "Runner", "SupervisorError", "file_chunks"]
 

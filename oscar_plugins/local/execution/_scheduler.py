@@ -15,9 +15,9 @@ from collections import deque
 
 import psutil
 
-from oscar_plugins.local._process import kill_group
-from oscar_plugins.local._runner import Execution, Runner
 from oscar_plugins.local._store import FAILED
+from oscar_plugins.local.execution._process import kill_group
+from oscar_plugins.local.execution._runner import Execution, Runner
 
 __all__ = ["Scheduler", "Unschedulable"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oscar_plugins._validation import parse_cpu, parse_memory
-from oscar_plugins.local._storage import bucket_name_problem, split_path
+from oscar_plugins.local.storage._storage import bucket_name_problem, split_path
 
 __all__ = [
     "LOCAL_PROVIDERS",

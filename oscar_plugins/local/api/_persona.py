@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from oscar_plugins.local._gotypes import Bool, Field, Int, Int32, ListOf, MapOf, Ptr, Str, Struct, Uint
+from oscar_plugins.local.api._gotypes import Bool, Field, Int, Int32, ListOf, MapOf, Ptr, Str, Struct, Uint
 
 __all__ = ["ALIASES", "DEFAULT_VERSION", "PERSONAS", "Persona", "persona"]
 

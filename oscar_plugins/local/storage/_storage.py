@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from oscar_plugins._sigv4 import host_header, object_path, sign_headers, wire_path
 from oscar_plugins.local._config import Credentials, LocalClusterError
-from oscar_plugins.local._tls import TlsFiles
+from oscar_plugins.local.storage._tls import TlsFiles
 
 __all__ = ["REGION", "S3Process", "Storage", "bucket_name_problem", "split_path"]
 
@@ -55,13 +55,13 @@ def bucket_name_problem(name: str) -> str | None:
 
 
 class S3Process:
-    """The S3 child process (``python -m oscar_plugins.local._s3``)."""
+    """The S3 child process (``python -m oscar_plugins.local.storage._s3``)."""
 
     def __init__(
         self, data_dir: Path, host: str, port: int, creds: Credentials, hook_url: str, hook_secret: str, poll: bool,
         tls: TlsFiles | None = None,
     ) -> None:
-        self._args = [sys.executable, "-m", "oscar_plugins.local._s3", "--data-dir", str(data_dir)]
+        self._args = [sys.executable, "-m", "oscar_plugins.local.storage._s3", "--data-dir", str(data_dir)]
         self._args += ["--host", host, "--port", str(port)] + (["--poll"] if poll else [])
         if tls is not None:
             self._args += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]

@@ -21,12 +21,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from oscar_plugins import __version__
-from oscar_plugins.local._definitions import HTTPError, view_json
-from oscar_plugins.local._gotypes import dumps
-from oscar_plugins.local._invoke import INVOKE_ROUTES
 from oscar_plugins.local._runtime import Runtime
-from oscar_plugins.local._storage import REGION, bucket_name_problem
-from oscar_plugins.local._web import authenticate, bearer, error, go_json, read_json, runtime_of, text
+from oscar_plugins.local.api._definitions import HTTPError, view_json
+from oscar_plugins.local.api._gotypes import dumps
+from oscar_plugins.local.api._invoke import INVOKE_ROUTES
+from oscar_plugins.local.api._web import authenticate, bearer, error, go_json, read_json, runtime_of, text
+from oscar_plugins.local.storage._storage import REGION, bucket_name_problem
 
 __all__ = ["create_app"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from oscar_plugins.local._gotypes import encode
-from oscar_plugins.local._persona import Persona
+from oscar_plugins.local.api._gotypes import encode
+from oscar_plugins.local.api._persona import Persona
 
 __all__ = ["ENV_SUPERVISOR", "SupervisorSource", "find_supervisor", "function_config", "pod_command", "pod_env"]
 

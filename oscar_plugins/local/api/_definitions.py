@@ -21,8 +21,8 @@ import secrets
 from typing import Any
 
 from oscar_plugins._validation import DNS1123_LABEL_RE, parse_cpu, parse_memory
-from oscar_plugins.local._gotypes import GoDecodeError, UnreadableFDL, decode, dumps, encode, yaml_roundtrip
-from oscar_plugins.local._persona import Persona
+from oscar_plugins.local.api._gotypes import GoDecodeError, UnreadableFDL, decode, dumps, encode, yaml_roundtrip
+from oscar_plugins.local.api._persona import Persona
 
 __all__ = [
     "DEFAULT_OWNER",

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from oscar_plugins.local._definitions import HTTPError, format_uid
+from oscar_plugins.local.api._definitions import HTTPError, format_uid
 
 __all__ = ["Caller", "OidcVerifier", "basic_ok", "job_owner_label"]
 

@@ -1,6 +1,6 @@
 """The local S3 server: moto in its own process, made durable and wired to bucket notifications.
 
-Run as ``python -m oscar_plugins.local._s3 --data-dir DIR --host 127.0.0.1 --port 0``. The parent
+Run as ``python -m oscar_plugins.local.storage._s3 --data-dir DIR --host 127.0.0.1 --port 0``. The parent
 writes one JSON line to stdin with the secrets (never on the command line)::
 
     {"access_key": ..., "secret_key": ..., "hook_url": ..., "hook_secret": ...}
@@ -39,9 +39,9 @@ from typing import IO, Any
 from urllib.parse import parse_qs, unquote
 
 from oscar_plugins._events import minio_event
-from oscar_plugins.local._listen import EventHub, listen_stream
-from oscar_plugins.local._s3persist import DiskMirror
-from oscar_plugins.local._sigv4 import SignatureProblem, verify, verify_post
+from oscar_plugins.local.storage._listen import EventHub, listen_stream
+from oscar_plugins.local.storage._s3persist import DiskMirror
+from oscar_plugins.local.storage._sigv4 import SignatureProblem, verify, verify_post
 
 __all__ = ["main"]
 
@@ -390,7 +390,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the S3 child process."""
-    parser = argparse.ArgumentParser(prog="python -m oscar_plugins.local._s3")
+    parser = argparse.ArgumentParser(prog="python -m oscar_plugins.local.storage._s3")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = json.loads(line)
     except ValueError:
-        sys.stderr.write("oscar_plugins.local._s3: expected one JSON line with the secrets on stdin\n")
+        sys.stderr.write("oscar_plugins.local.storage._s3: expected one JSON line with the secrets on stdin\n")
         return 2
     _serve(args, config)
     return 0

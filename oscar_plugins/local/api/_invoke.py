@@ -22,17 +22,17 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from oscar_plugins._validation import job_name_problem
-from oscar_plugins.local._callers import Caller, job_owner_label
-from oscar_plugins.local._definitions import UNREADABLE, HTTPError, format_uid
-from oscar_plugins.local._execution import output_files
-from oscar_plugins.local._gotypes import dumps
-from oscar_plugins.local._joblog import read_log
-from oscar_plugins.local._payload import BodyError, b64_file_chunks, zip_files
-from oscar_plugins.local._runner import Execution, file_chunks
 from oscar_plugins.local._runtime import Runtime, event_owner
-from oscar_plugins.local._scheduler import Unschedulable
 from oscar_plugins.local._store import FAILED, DuplicateJobError
-from oscar_plugins.local._web import authenticate, error, go_json, runtime_of, text
+from oscar_plugins.local.api._callers import Caller, job_owner_label
+from oscar_plugins.local.api._definitions import UNREADABLE, HTTPError, format_uid
+from oscar_plugins.local.api._gotypes import dumps
+from oscar_plugins.local.api._web import authenticate, error, go_json, runtime_of, text
+from oscar_plugins.local.execution._execution import output_files
+from oscar_plugins.local.execution._joblog import read_log
+from oscar_plugins.local.execution._payload import BodyError, b64_file_chunks, zip_files
+from oscar_plugins.local.execution._runner import Execution, file_chunks
+from oscar_plugins.local.execution._scheduler import Unschedulable
 
 __all__ = ["ETCD_LIMIT", "INVOKE_ROUTES", "PAGE_SIZE"]
 
