@@ -199,19 +199,30 @@ def _env_profile(env: Mapping[str, str]) -> ClusterProfile | None:
     return _profile_from_entry(env.get("OSCAR_CLUSTER") or "env", entry, "environment")
 
 
-def local_profile(data_dir: str | Path | None = None, *, quiet: bool = False) -> ClusterProfile:
-    """Start (or reuse) the embedded local cluster and return its profile."""
-    from .local import ensure_local_cluster  # lazy: the local cluster pulls in heavy modules
+#: The entry-point group of the cluster used when none is configured. The embedded local cluster
+#: registers itself there (``oscar_plugins.local:fallback_profile``): the core does not import it.
+FALLBACK_GROUP = "oscar_plugins.fallback_cluster"
 
-    info = ensure_local_cluster(Path(data_dir) if data_dir else None, quiet=quiet)
-    return ClusterProfile(
-        name=LOCAL_PROFILE,
-        endpoint=info.endpoint,
-        credentials=BasicCredentials(info.username, info.password),
-        ssl_verify=False,
-        source="local",
-        local_data_dir=str(info.data_dir),
-    )
+
+def local_profile(data_dir: str | Path | None = None, *, quiet: bool = False) -> ClusterProfile:
+    """The profile of the cluster used when none is configured: the embedded local cluster (started on
+    demand, or reused), found through the :data:`FALLBACK_GROUP` entry point it registers.
+
+    Raises:
+        ConfigError: no such cluster is installed.
+    """
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=FALLBACK_GROUP), key=lambda ep: ep.name)
+    if not found:
+        raise ConfigError("no cluster is configured and no embedded local cluster is installed: configure one "
+                          "(OSCAR_ENDPOINT and OSCAR_USER/OSCAR_PASSWORD or OSCAR_TOKEN, or oscar-plugins cluster "
+                          "add), or reinstall oscar-plugins (pip install -e .), which registers the embedded cluster")
+    provider: Any = found[0].load()
+    profile = provider(Path(data_dir) if data_dir else None, quiet=quiet)
+    if not isinstance(profile, ClusterProfile):
+        raise ConfigError(f"the fallback cluster {found[0].value!r} did not give a cluster profile")
+    return profile
 
 
 def resolve_profile(

@@ -145,6 +145,18 @@ def test_no_import_cycles() -> None:
     assert not cycles(graph), cycles(graph)
 
 
+def test_the_core_does_not_import_the_local_cluster() -> None:
+    """The embedded cluster depends on the core, not the other way round: it registers itself as the
+    fallback cluster (an entry point), and only the CLI, which offers its commands, imports it."""
+    graph = import_graph()
+    core = [m for m in graph if m.startswith("oscar_plugins.") and not m.startswith(
+        ("oscar_plugins.local", "oscar_plugins.cwl", "oscar_plugins.airflow", "oscar_plugins.itwinai"))]
+    assert "oscar_plugins._profiles" in core
+    offences = {m: sorted(d for d in graph[m] if d.startswith("oscar_plugins.local")) for m in core
+                if m != "oscar_plugins.cli"}
+    assert not {m: d for m, d in offences.items() if d}, offences
+
+
 def test_the_cycle_check_finds_cycles() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []

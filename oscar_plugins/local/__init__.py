@@ -27,6 +27,7 @@ __all__ = [
     "default_data_dir",
     "down",
     "ensure_local_cluster",
+    "fallback_profile",
     "status",
     "up",
 ]
@@ -38,6 +39,7 @@ _EXPORTS = {
     "default_data_dir": "._config",
     "down": "._daemon",
     "ensure_local_cluster": "._daemon",
+    "fallback_profile": "._daemon",
     "status": "._daemon",
     "up": "._daemon",
 }
@@ -45,7 +47,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from ._cluster import LocalCluster
     from ._config import LocalClusterError, LocalClusterInfo, default_data_dir
-    from ._daemon import down, ensure_local_cluster, status, up
+    from ._daemon import down, ensure_local_cluster, fallback_profile, status, up
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oscar_plugins.local._config import (
     LocalClusterError,
@@ -199,3 +200,19 @@ def ensure_local_cluster(data_dir: str | os.PathLike[str] | None = None, *, quie
             f"{info.endpoint} (data: {info.data_dir})\n"
         )
     return info
+
+
+if TYPE_CHECKING:
+    from oscar_plugins._profiles import ClusterProfile
+
+
+def fallback_profile(data_dir: Path | None = None, *, quiet: bool = False) -> ClusterProfile:
+    """The profile of the embedded cluster, started on demand (or reused): the core's fallback when no
+    cluster is configured (registered as the ``oscar_plugins.fallback_cluster`` entry point)."""
+    from oscar_plugins._auth import BasicCredentials
+    from oscar_plugins._profiles import LOCAL_PROFILE, ClusterProfile
+
+    info = ensure_local_cluster(data_dir, quiet=quiet)
+    return ClusterProfile(name=LOCAL_PROFILE, endpoint=info.endpoint,
+                          credentials=BasicCredentials(info.username, info.password), ssl_verify=False,
+                          source="local", local_data_dir=str(info.data_dir))
