@@ -5,7 +5,7 @@
 # (docker-registry). No registry is reachable on CI machines.
 #
 # Best effort: when something cannot be installed, those tests skip and say why; the rest of the suite
-# runs. What works on this machine kind is in ../shared/CONTAINERS.md (and docs/CONTAINERS.md).
+# runs. What works on this machine kind is in docs/CONTAINERS.md.
 set -u
 
 missing=()

@@ -1,4 +1,4 @@
-"""The OSCAR REST client: one pooled HTTP session per cluster, every call of BEHAVIOUR.md.
+"""The OSCAR REST client: one pooled HTTP session per cluster, every call of OSCAR's REST API (docs/FIDELITY.md).
 
 Example:
     >>> from oscar_plugins import OscarClient, Service

@@ -1,6 +1,6 @@
 """Container images built offline, for the tests, the benchmarks and the conformance run with containers.
 
-No registry is reachable on the machines the project is built on (``../shared/CONTAINERS.md``), so every
+No registry is reachable on the machines the project is built on (docs/CONTAINERS.md), so every
 image a test runs is made here from what the machine has: ``podman import`` of a root-filesystem tarball.
 
 - ``busybox`` (:data:`BUSYBOX`): a few MB, ``/bin/busybox`` (Debian's ``busybox-static``) with a link per
@@ -218,8 +218,8 @@ def probe(engine: str, image: str) -> None:
     done = _run([engine, "run", "--rm", "--network", "host", "--entrypoint", "/bin/sh", image, "-c", f"cat {MARKER}"],
                 120)
     if done.returncode != 0:
-        raise EngineUnavailable(f"{engine} cannot run a container here: {_said(done)} (see ../shared/CONTAINERS.md "
-                                "or docs/CONTAINERS.md: runc, cgroupfs and default_ulimits = [] in containers.conf)")
+        raise EngineUnavailable(f"{engine} cannot run a container here: {_said(done)} (see docs/CONTAINERS.md: "
+                                "runc, cgroupfs and default_ulimits = [] in containers.conf)")
 
 
 def ready(kind: str = "busybox", engine: str = "podman", *, aliases: bool = False) -> str:
