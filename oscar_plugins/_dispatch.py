@@ -376,7 +376,7 @@ class Dispatcher:
                               service) if journal else None
         known = batch.names() if batch else {}
         done = batch.collected() if batch else {}
-        on_cluster = set(self.client.list_jobs(service)) if known else set()
+        on_cluster = self.client.list_jobs(service) if known else {}
         results: list[JobResult | None] = [None] * len(specs)
         for idx, outputs in done.items():
             if idx < len(specs):
@@ -399,7 +399,10 @@ class Dispatcher:
             def start() -> Job:
                 name = known.get(idx) if attempt[0] == 0 else None
                 if name and name in on_cluster:
-                    return self.tracker.track(Job(service, name))
+                    if JobState.parse(on_cluster[name].get("status")) != JobState.FAILED:
+                        return self.tracker.track(Job(service, name))  # reattach: it runs, or ran well
+                    log.info("job %s of an earlier run failed: submitting it again", name)
+                    name = None
                 name = name or new_job_name(service)
                 if batch:
                     batch.record(idx, name)
@@ -417,9 +420,11 @@ class Dispatcher:
                         attempt[0] += 1
                         log.warning("job %s failed (%s); resubmitting (attempt %d)", job.name, exc, attempt[0] + 1)
                         return AGAIN
+                    if batch:
+                        batch.forget(idx)  # it failed for good: a rerun submits it again
                     return JobResult(idx, job, error=exc, exit_code=exc.exit_code)
                 except OscarError as exc:
-                    return JobResult(idx, job, error=exc)
+                    return JobResult(idx, job, error=exc)  # not collected (the cluster away?): a rerun reattaches
                 res.index = idx
                 if batch:
                     batch.mark_collected(idx, [str(p) for p in res.outputs])

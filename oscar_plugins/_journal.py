@@ -68,6 +68,10 @@ class Batch:
         self._exec("UPDATE job SET collected=1, outputs=? WHERE key=? AND idx=?",
                    (json.dumps(outputs), self.key, idx))
 
+    def forget(self, idx: int) -> None:
+        """Forget job ``idx``: it failed for good, so a rerun submits it again instead of reattaching."""
+        self._exec("DELETE FROM job WHERE key=? AND idx=?", (self.key, idx))
+
     def complete(self) -> None:
         """Forget the batch: it is done."""
         self._exec("DELETE FROM job WHERE key=?", (self.key,))

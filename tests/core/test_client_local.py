@@ -240,6 +240,24 @@ def test_journal_reattaches_without_resubmitting(client, tmp_path):
     assert journal.batch("key-1", "", "").names() == {}  # the completed batch is forgotten
 
 
+def test_a_rerun_submits_again_what_failed_and_reattaches_the_rest(client, tmp_path):
+    """The journal remembers every job of a batch; a rerun reattaches to those that run or ran well, and
+    submits again (under a new name) those that failed, instead of reporting the old failure."""
+    script = 'grep -q good "$INPUT_FILE_PATH" && cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out"'
+    client.ensure_service(_svc("rerun", script))
+    journal = Journal(tmp_path / "j.sqlite")
+    good, flaky = tmp_path / "good.txt", tmp_path / "flaky.txt"
+    good.write_text("good")
+    flaky.write_text("bad")
+    first = Dispatcher(client).map("rerun", [[good], [flaky]], tmp_path / "o", journal=journal, batch_key="k")
+    assert first[0].ok and not first[1].ok
+    flaky.write_text("good now")  # the cause is fixed; the batch key stays the caller's
+    again = Dispatcher(client).map("rerun", [[good], [flaky]], tmp_path / "o", journal=journal, batch_key="k")
+    assert again[1].ok and again[1].job is not None and again[1].job.name != first[1].job.name
+    assert again[0].ok  # collected by the first run: not submitted again
+    assert len(client.list_jobs("rerun")) == 3
+
+
 def test_bad_inputs_have_clear_errors(client, tmp_path, profile):
     with pytest.raises(ServiceNotFound, match="deploy it first"):
         client.get_service("does-not-exist")
