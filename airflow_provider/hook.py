@@ -322,6 +322,15 @@ class OscarHook(BaseHook):
         with self.errors(f"collecting job {name}"):
             return self.dispatcher.collect(Job(service, name, state=state), dest, overwrite=True).outputs
 
+    def collect_all(self, service: str, states: Mapping[str, JobState], dests: Sequence[Path], *,
+                    logs: bool = True) -> list[tuple[str, list[Path], str]]:
+        """Collect finished jobs, several at once (the core's ``Dispatcher.collect_all``): for each job,
+        its log (when ``logs``), its verified outputs, and the error message when it failed ("" if not)."""
+        jobs = [Job(service, name, state=state) for name, state in states.items()]
+        results = self.dispatcher.collect_all(jobs, dests, overwrite=True, logs=logs)
+        return [(r.log or "", r.outputs, str(self.translate(r.error, f"collecting job {job.name}")) if r.error else "")
+                for job, r in zip(jobs, results, strict=True)]
+
     def job_failure(self, service: str, name: str, state: JobState) -> AirflowException:
         """The error for a failed or vanished job, with the tail of its log."""
         reason = ("it disappeared from the cluster (deleted, expired, or never submitted)" if state == JobState.LOST

@@ -14,7 +14,6 @@ import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -350,32 +349,21 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
             self.log.warning("cancelling unfinished OSCAR jobs %s", names)
             self.hook.cancel_jobs(service, names)
 
-    def _log_text(self, service: str, name: str) -> str:
-        if self.log_lines == 0:
-            return ""
-        text = self.hook.job_log(service, name).rstrip("\n")
+    def _trimmed(self, text: str) -> str:
+        """The end of a job's log, ``log_lines`` lines at most."""
+        text = text.rstrip("\n")
         lines = text.splitlines()
         if self.log_lines is not None and len(lines) > self.log_lines:
             text = f"[... {len(lines) - self.log_lines} earlier lines]\n" + "\n".join(lines[-self.log_lines:])
         return text
 
-    def _collect_one(self, service: str, name: str, state: JobState, dest: Path) -> tuple[str, list[str], str]:
-        """(log text, output paths, error message) of one job; runs in a thread of _finish."""
-        text = self._log_text(service, name)
-        try:
-            return text, [str(p) for p in self.hook.collect(service, name, state, dest)], ""
-        except AirflowException as exc:
-            return text, [], str(exc)
-
     def _finish(self, context: Context, service: str, states: dict[str, JobState]) -> list[str]:
-        """Copy each job's log into the task log and collect the outputs (several jobs at once)."""
+        """Copy each job's log into the task log and collect the outputs (several jobs at once, by the core)."""
         out_dir = self._output_dir(context)
         single = len(states) == 1
-        self.hook.dispatcher  # noqa: B018 - build the shared clients before the threads use them
-        with ThreadPoolExecutor(min(8, max(1, len(states))), thread_name_prefix="oscar-airflow-collect") as pool:
-            done = list(pool.map(lambda item: self._collect_one(service, item[0], item[1],
-                                                                out_dir if single else out_dir / item[0]),
-                                 states.items()))
+        dests = [out_dir if single else out_dir / name for name in states]
+        done = [(self._trimmed(text), [str(p) for p in paths], error) for text, paths, error in
+                self.hook.collect_all(service, states, dests, logs=self.log_lines != 0)]
         outputs: dict[str, list[str]] = {}
         failures: list[str] = []
         for name, (text, paths, error) in zip(states, done, strict=True):

@@ -77,6 +77,8 @@ class JobResult:
     error: OscarError | None = None
     #: Keys the job wrote in its service's output bucket (its status file and outputs), for cleaning up.
     objects: list[str] = field(default_factory=list)
+    #: The job's log as the cluster gives it, when asked for (``collect_all(..., logs=True)``); "" if unreadable.
+    log: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -258,6 +260,33 @@ class Dispatcher:
                 wait_futures(futures)  # the ones being submitted now: let them land, then cancel them too
                 self.cancel([f.result() for f in futures if not f.cancelled() and f.exception() is None])
                 raise
+
+    def collect_all(self, jobs: Sequence[Job], dests: Sequence[Path], *, overwrite: bool = False,
+                    logs: bool = False) -> list[JobResult]:
+        """Collect finished jobs into their ``dests``, several at once; a job's failure is its result's
+        ``error``, never raised. With ``logs``, each result also carries the job's log."""
+        if len(dests) != len(jobs):
+            raise ValueError(f"{len(dests)} destination(s) for {len(jobs)} job(s): give one per job")
+
+        def one(i: int) -> JobResult:
+            text = None
+            if logs:
+                try:
+                    text = self.client.job_log(jobs[i].service, jobs[i].name)
+                except OscarError as exc:
+                    log.warning("could not read the log of job %s: %s", jobs[i].name, exc)
+                    text = ""
+            try:
+                res = self.collect(jobs[i], dests[i], overwrite=overwrite)
+            except JobFailed as exc:
+                return JobResult(i, jobs[i], error=exc, exit_code=exc.exit_code, log=text)
+            except OscarError as exc:
+                return JobResult(i, jobs[i], error=exc, log=text)
+            res.index, res.log = i, text
+            return res
+
+        with ThreadPoolExecutor(min(self.workers, max(1, len(jobs))), thread_name_prefix="oscar-collect") as pool:
+            return list(pool.map(one, range(len(jobs))))
 
     def failure(self, job: Job, reason: str, exit_code: int | None = None,
                 status: JobStatusFile | None = None) -> JobFailed:

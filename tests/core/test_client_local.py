@@ -216,6 +216,20 @@ def test_submit_all_is_all_or_nothing(client, tmp_path):
     assert not set(names) & set(client.list_jobs("allornot"))  # the ones that went out were cancelled
 
 
+def test_collect_all_gives_each_jobs_outputs_log_or_error(client, tmp_path):
+    script = 'grep -q good "$INPUT_FILE_PATH" && cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out"'
+    client.ensure_service(_svc("collectall", script))
+    d = Dispatcher(client)
+    (tmp_path / "good.txt").write_text("good")
+    (tmp_path / "bad.txt").write_text("bad")
+    jobs = d.submit_all("collectall", [JobSpec([tmp_path / "good.txt"]), JobSpec([tmp_path / "bad.txt"])])
+    d.tracker.wait(jobs, timeout=120)
+    ok, failed = d.collect_all(jobs, [tmp_path / "o1", tmp_path / "o2"], logs=True)
+    assert ok.ok and [p.name for p in ok.outputs] == ["out"] and (tmp_path / "o1" / "out").read_text() == "good"
+    assert isinstance(failed.error, JobFailed) and failed.exit_code == 1 and not failed.outputs
+    assert ok.log is not None and failed.log is not None  # the cluster's job logs (the supervisor's, in a pod)
+
+
 def test_cancel_deletes_running_job(client):
     client.ensure_service(_svc("slow", "sleep 60"))
     d = Dispatcher(client)
