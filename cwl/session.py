@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from oscar_plugins import APIError, InputNotFound, OscarError
+from oscar_plugins import APIError, InputNotFound, OscarError, job_output_prefix
 
 from .pathmapper import split_s3
 from .runner import RunnerSpec
@@ -206,8 +206,7 @@ class ClusterSession:
             out = service.output[0]
             try:
                 if keys is None:
-                    prefix = f"{out.folder}/{job.name}/" if out.folder else f"{job.name}/"
-                    self.client.storage.delete_prefix(out.bucket, prefix)
+                    self.client.storage.delete_prefix(out.bucket, job_output_prefix(out, job.name))
                 else:
                     known.setdefault(out.bucket, []).extend(keys)
                 if not self.keep_jobs:

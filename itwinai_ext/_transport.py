@@ -25,6 +25,7 @@ from oscar_plugins import (
     OscarError,
     Service,
     ServiceNotFound,
+    job_output_prefix,
 )
 
 from ._errors import ItwinaiNotInstalled, StepConfigError, StepError, StepFailed
@@ -235,8 +236,7 @@ class StepTransport:
                     svc = client.get_service(service, refresh=False)
                     for out in svc.output:
                         if out.storage_provider.startswith("minio"):
-                            prefix = f"{out.folder}/{job}/" if out.folder else f"{job}/"
-                            client.storage.delete_prefix(out.bucket, prefix)
+                            client.storage.delete_prefix(out.bucket, job_output_prefix(out, job))
                     client.delete_job(service, job)
                 except OscarError as exc:
                     log.warning("step %s: could not remove job %s of %s: %s", self.step, job, service, exc)

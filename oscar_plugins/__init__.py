@@ -30,6 +30,8 @@ _EXPORTS = {
     "ImageBuilder": "._images",
     "ImageInspector": "._images",
     "JobResult": "._dispatch",
+    "job_output_prefix": "._dispatch",
+    "output_location": "._dispatch",
     "JobSpec": "._dispatch",
     "Job": "._jobs",
     "JobState": "._joblist",
@@ -127,6 +129,7 @@ __all__ = [
     "TokenCredentials",
     "credential_secrets",
     "free_capacity",
+    "job_output_prefix",
     "lazy_exports",
     "listed_state",
     "load_fdl",
@@ -135,6 +138,7 @@ __all__ = [
     "mask_secrets",
     "name_clock",
     "new_job_name",
+    "output_location",
     "parse_version",
     "pick_cluster",
     "resolve_profile",
@@ -158,7 +162,7 @@ if TYPE_CHECKING:
     from ._batch import AGAIN, Batch
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
-    from ._dispatch import Dispatcher, JobResult, JobSpec
+    from ._dispatch import Dispatcher, JobResult, JobSpec, job_output_prefix, output_location
     from ._exceptions import (
         APIError,
         AuthenticationError,

@@ -102,8 +102,15 @@ def staging_bucket(svc: Service) -> str:
 
 
 def output_location(svc: Service) -> StorageIO | None:
+    """The service's first MinIO output path (where wrapped jobs write), or None."""
     outputs = _minio(svc.output)
     return outputs[0] if outputs else None
+
+
+def job_output_prefix(out: StorageIO, job: str) -> str:
+    """The key prefix of one job's outputs under an output path: the wrapper's per-job folder
+    (``<folder>/<job name>/``, or ``<job name>/`` at the bucket's top)."""
+    return f"{out.folder}/{job}/" if out.folder else f"{job}/"
 
 
 def _payload_bytes(payload: bytes | str | Mapping[str, Any]) -> bytes:
@@ -336,7 +343,7 @@ class Dispatcher:
         out = output_location(svc)
         if out is None or not is_wrapped(svc.script):
             return JobResult(0, job)
-        prefix = f"{out.folder}/{job.name}/" if out.folder else f"{job.name}/"
+        prefix = job_output_prefix(out, job.name)
         storage = self.client.storage
         try:
             status = parse_status(storage.get_bytes(out.bucket, prefix + STATUS_FILE).decode("utf-8", "replace"))
