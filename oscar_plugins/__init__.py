@@ -41,6 +41,8 @@ _EXPORTS = {
     "new_job_name": "._joblist",
     "JobTracker": "._jobs",
     "Journal": "._journal",
+    "JobEvent": "._watch",
+    "watch_jobs": "._watch",
     "FDL": "._fdl",
     "Service": "._fdl",
     "StorageIO": "._fdl",
@@ -101,6 +103,7 @@ __all__ = [
     "ImageInspector",
     "InputNotFound",
     "Job",
+    "JobEvent",
     "JobFailed",
     "JobListWalk",
     "JobNotFound",
@@ -144,6 +147,7 @@ __all__ = [
     "resolve_profile",
     "service_from_api",
     "service_from_dict",
+    "watch_jobs",
     "wrap_script",
 ]
 
@@ -194,6 +198,7 @@ if TYPE_CHECKING:
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
     from ._storage import Storage
     from ._sync import RunResult
+    from ._watch import JobEvent, watch_jobs
     from ._wrapper import LOG_FILE, RESERVED_FILES, STATUS_FILE, wrap_script
 
 

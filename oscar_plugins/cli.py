@@ -56,6 +56,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0 seconds")
+    return value
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -397,6 +407,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from ._watch import watch_jobs
+
+    client = _client(args)
+    count = 0
+    for event in watch_jobs(client, args.service, interval=args.interval, existing=args.existing,
+                            timeout=args.timeout):
+        if args.json:
+            print(json.dumps(event.as_dict()), flush=True)
+        else:
+            print(f"{event.finish_time or '-':20} {event.status:9} {event.job}", flush=True)
+        count += 1
+        if args.count and count >= args.count:
+            break
+    return 0
+
+
 # -- parser ----------------------------------------------------------------------------------------------
 CLUSTER_HELP = ("cluster profile to use (see 'cluster list'); 'local' = the embedded local cluster (default: "
                 "OSCAR_ENDPOINT or OSCAR_CLUSTER, else the 'default:' of ~/.oscar-cli/config.yaml, else 'local')")
@@ -520,6 +547,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--raw", action="store_true",
                       help="the job's log exactly as OSCAR returns it (with the base64 of the outputs)")
     logs.set_defaults(func=cmd_logs)
+
+    watch = sub.add_parser("watch", help="a service's jobs as they finish (Succeeded or Failed), one line each")
+    watch.add_argument("service", help="the service's name")
+    watch.add_argument("--json", action="store_true",
+                       help="one JSON object per line (service, job, status, creation/start/finish times)")
+    watch.add_argument("--existing", action="store_true", help="first, the jobs that had finished already")
+    watch.add_argument("--count", type=_positive, default=None, metavar="N",
+                       help="stop after N jobs (default: never)")
+    watch.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                       help="stop after this many seconds (default: never)")
+    watch.add_argument("--interval", type=_seconds, default=2.0, metavar="SECONDS",
+                       help="seconds between readings of the job list (default: %(default)s)")
+    watch.set_defaults(func=cmd_watch)
 
     try:
         from .local.cli import add_local_commands
