@@ -53,6 +53,7 @@ class ClusterSession:
         self._engine: str | None = None  # "" once known to be none
         self._host_mode = False
         self._no_fetch: set[str] = set()
+        self._made: set[str] = set()  # images this run found or made in the local engine
 
     def can_fetch(self, image: str) -> bool:
         """Whether jobs in ``image`` can download their inputs (until one of them found it cannot)."""
@@ -107,17 +108,23 @@ class ClusterSession:
         with self._lock:
             lock = self._locks.setdefault(f"image:{tag}", threading.Lock())
         with lock:
+            if tag in self._made:
+                return tag
             builder = ImageBuilder(engine)
             if builder.exists(tag):
+                self._made.add(tag)
                 return tag
             if requirement.get("dockerFile"):
                 log.info("building image %s with %s (dockerFile)", tag, engine)
-                return builder.build(str(requirement["dockerFile"]), tag)
-            if requirement.get("dockerLoad"):
+                made = builder.build(str(requirement["dockerFile"]), tag)
+            elif requirement.get("dockerLoad"):
                 log.info("loading image %s into %s (dockerLoad)", requirement["dockerLoad"], engine)
-                return builder.load(str(requirement["dockerLoad"]), tag)
-            log.info("importing %s into %s as %s (dockerImport)", requirement["dockerImport"], engine, tag)
-            return builder.import_(str(requirement["dockerImport"]), tag)
+                made = builder.load(str(requirement["dockerLoad"]), tag)
+            else:
+                log.info("importing %s into %s as %s (dockerImport)", requirement["dockerImport"], engine, tag)
+                made = builder.import_(str(requirement["dockerImport"]), tag)
+            self._made.add(made)
+            return made
 
     @property
     def name(self) -> str:

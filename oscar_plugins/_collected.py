@@ -18,11 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._storage import sha256_file
+
 __all__ = ["RECORD", "folder_names", "identity", "reusable", "write_record"]
 
 #: The record of a collected job, in its output folder.
 RECORD = ".oscar-plugins-job.json"
-_CHUNK = 1 << 20
 
 
 def folder_names(inputs: Sequence[Path]) -> list[str]:
@@ -40,14 +41,6 @@ def folder_names(inputs: Sequence[Path]) -> list[str]:
     return names
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _sha256_text(value: Any) -> str:
     data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True, default=str).encode()
     return hashlib.sha256(data).hexdigest()
@@ -57,7 +50,7 @@ def identity(cluster: str, service: str, inputs: Sequence[Path], payload: Any,
              env: Mapping[str, str]) -> dict[str, Any]:
     """What a job is given, as the record keeps it (hashes, never values)."""
     return {"cluster": cluster, "service": service,
-            "inputs": [{"name": p.name, "size": p.stat().st_size, "sha256": _sha256_file(p)} for p in inputs],
+            "inputs": [{"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)} for p in inputs],
             "payload_sha256": None if payload is None else _sha256_text(payload),
             "env_sha256": _sha256_text(dict(env))}
 
@@ -66,7 +59,7 @@ def write_record(folder: Path, given: Mapping[str, Any], job: str | None, output
     """Record a collected job in its output folder (atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {**given, "job": job, "outputs": [
-        {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size, "sha256": _sha256_file(p)}
+        {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in outputs]}
     tmp = folder / f"{RECORD}.tmp"
     tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -86,7 +79,7 @@ def reusable(folder: Path, given: Mapping[str, Any]) -> list[Path] | None:
     for entry in record.get("outputs") or []:
         path = folder / str(entry.get("path"))
         try:
-            if path.stat().st_size != entry.get("size") or _sha256_file(path) != entry.get("sha256"):
+            if path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
                 return None
         except OSError:
             return None
