@@ -61,6 +61,7 @@ _EXPORTS = {
     "credential_secrets": "._auth",
     "mask_secrets": "._auth",
     "Storage": "._storage",
+    "sha256_file": "._storage",
     "pick_cluster": "._capacity",
     "free_capacity": "._capacity",
     "RunResult": "._sync",
@@ -147,6 +148,7 @@ __all__ = [
     "resolve_profile",
     "service_from_api",
     "service_from_dict",
+    "sha256_file",
     "watch_jobs",
     "wrap_script",
 ]
@@ -196,7 +198,7 @@ if TYPE_CHECKING:
     from ._jobs import Job, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
-    from ._storage import Storage
+    from ._storage import Storage, sha256_file
     from ._sync import RunResult
     from ._watch import JobEvent, watch_jobs
     from ._wrapper import LOG_FILE, RESERVED_FILES, STATUS_FILE, wrap_script

@@ -62,6 +62,7 @@ def _xml_code(body: str) -> str | None:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a file's content, hex (read in chunks: any size)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
