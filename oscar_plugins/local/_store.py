@@ -41,6 +41,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_service ON jobs (service, name);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS usage (
+    service TEXT NOT NULL,
+    start REAL NOT NULL,
+    finish REAL NOT NULL,
+    cpu REAL NOT NULL,
+    gpu INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_by_service ON usage (service, finish);
 """
 
 
@@ -194,6 +202,21 @@ class Store:
             "UPDATE jobs SET status = ?, finish_time = ?, exit_code = ?, reason = ? WHERE name = ?",
             (status, stamp, exit_code, reason, name),
         )
+
+    # usage (what Prometheus keeps on a real cluster: it outlives deleted jobs) ----------------------
+    def record_usage(self, service: str, start: float, finish: float, cpu: float, gpu: int) -> None:
+        """Record that an execution of ``service`` held ``cpu`` cores (and ``gpu`` GPUs) from start to finish."""
+        self._run("INSERT INTO usage (service, start, finish, cpu, gpu) VALUES (?, ?, ?, ?, ?)",
+                  (service, start, finish, cpu, gpu))
+
+    def usage_hours(self, service: str, start: float, end: float) -> tuple[float, float]:
+        """CPU-hours and GPU-hours of ``service``'s executions inside ``[start, end]`` (overlaps prorated)."""
+        rows = self._rows(
+            "SELECT SUM((MIN(finish, ?) - MAX(start, ?)) * cpu), SUM((MIN(finish, ?) - MAX(start, ?)) * gpu) "
+            "FROM usage WHERE service = ? AND finish > ? AND start < ?",
+            (end, start, end, start, service, start, end))
+        cpu, gpu = rows[0] if rows else (None, None)
+        return float(cpu or 0.0) / 3600.0, float(gpu or 0.0) / 3600.0
 
     def get_job(self, service: str, name: str) -> JobRow | None:
         """Return one job of a service, or None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +87,37 @@ def test_body_owner_on_create(api: Api, tmp_path: Path) -> None:
     assert created.status_code == 201
     owner = api.admin.get("/system/services/p-owner").json()["owner"]
     assert owner == ("someone" if _version(api) < (3, 7, 0) else "cluster_admin")
+
+
+def test_metrics_route_as_each_release_answers_it(api: Api) -> None:
+    """``GET /system/metrics/{service}`` exists from v4.0.0 (``handlers/metrics.go`` MakeMetricValueHandler);
+    the local cluster's usage source counts cores held x time, even for jobs deleted since."""
+    service = api.create("sleep 1", name="p-metrics", cpu="0.5", input=[{"path": "p-metrics/in"}])
+    path = "/system/metrics/p-metrics"
+    if _version(api) < (4, 0, 0):
+        assert api.admin.get(path, params={"metric": "cpu-hours"}).status_code == 404
+        return
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    assert api.job(service, base64.b64encode(b"x")).status_code == 201
+    states = wait_for(lambda: [i.get("status") for i in api.jobs("p-metrics").values()
+                               if i.get("status") in ("Succeeded", "Failed")], timeout=30)
+    api.admin.delete("/system/logs/p-metrics", params={"all": "true"})  # Prometheus outlives the job
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2))
+    one = api.admin.get(path, params={"metric": "cpu-hours", "start": start, "end": end}).json()
+    assert set(one) == {"service_id", "metric", "start", "end", "value", "unit", "sources"}, states
+    assert one["service_id"] == "p-metrics" and one["unit"] == "hours" and one["start"] == start
+    assert 0 < one["value"] < 1  # the job's second at half a core, whatever the machine's speed
+    assert one["sources"] == [{"name": "prometheus", "status": "ok"}]
+    every = api.admin.get(path).json()
+    assert [m["metric"] for m in every["metrics"]] == [
+        "cpu-hours", "gpu-hours", "requests-sync-per-service", "requests-async-per-service",
+        "requests-exposed-per-service", "users-per-service"]
+    assert every["metrics"][2]["sources"][0]["status"] == "missing"
+    assert api.admin.get(path, params={"metric": "nope"}).json() == {"error": "invalid metric key"}
+    assert api.admin.get(path, params={"metric": "countries-count"}).json() == {
+        "error": "unsupported metric for value query"}
+    assert api.admin.get(path, params={"end": "yesterday"}).json() == {"error": "invalid end timestamp"}
+    assert api.admin.get(path, params={"start": end, "end": start}).status_code == 400
+    # v4.0.0 checks the service for every caller (404); v4.1.0+ only for bearer callers (metrics.go)
+    unknown = api.admin.get("/system/metrics/no-such-svc", params={"metric": "cpu-hours"})
+    assert unknown.status_code == (404 if _version(api) < (4, 1, 0) else 200)

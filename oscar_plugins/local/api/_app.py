@@ -25,6 +25,7 @@ from oscar_plugins.local._runtime import Runtime
 from oscar_plugins.local.api._definitions import HTTPError, view_json
 from oscar_plugins.local.api._gotypes import dumps
 from oscar_plugins.local.api._invoke import INVOKE_ROUTES
+from oscar_plugins.local.api._metrics import metric_value
 from oscar_plugins.local.api._web import authenticate, bearer, error, go_json, read_json, runtime_of, text
 from oscar_plugins.local.storage._storage import REGION, bucket_name_problem
 
@@ -199,6 +200,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/system/services", services, methods=["GET", "POST", "PUT"]),
         Route("/system/services/{name}", service, methods=["GET", "DELETE"]),
         Route("/system/buckets/{bucket}/presign", presign, methods=["POST"]),
+        Route("/system/metrics/{name}", metric_value, methods=["GET"]),
         Route("/internal/s3-events", s3_events, methods=["POST"]),
         *INVOKE_ROUTES,
     ]

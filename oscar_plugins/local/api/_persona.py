@@ -152,6 +152,8 @@ class Persona:
     #: An OIDC user who may not see a service: ``empty200`` (v4.0.0+: nothing written), ``403`` (v3.6.5-3.7.1),
     #: ``403json`` (before v3.6.5: 403 text followed by the JSON) for job listings (``logs.go``).
     oidc_unauthorised_listing: str
+    #: ``GET /system/metrics/{serviceName}`` (``main.go``, ``handlers/metrics.go`` MakeMetricValueHandler), v4.0.0+.
+    metrics: bool = False
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
@@ -191,6 +193,7 @@ def _make(version: str) -> Persona:
         allowed_image_repositories=tag >= (4, 0, 0),
         owner_labels=tag >= (4, 0, 0),
         oidc_unauthorised_listing="empty200" if tag >= (4, 0, 0) else "403" if tag >= (3, 6, 5) else "403json",
+        metrics=tag >= (4, 0, 0),
     )
 
 

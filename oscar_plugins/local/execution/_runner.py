@@ -128,8 +128,9 @@ class Runner:
         capture = ex.work.captured
         log = await asyncio.to_thread(JobLog, ex.log_path, str(ex.service.get("log_level") or "INFO"), capture)
         ex.status = RUNNING
+        began = time.time()
         if not ex.sync:
-            self.store.set_running(ex.name, time.time())
+            self.store.set_running(ex.name, began)
         try:
             if ex.sync:
                 await self._sync_steps(ex, log)
@@ -149,6 +150,8 @@ class Runner:
         finally:
             ex.supervisor_lines = log.supervisor_lines
             log.close()
+            # What /system/metrics counts (a usage source standing in for Prometheus): cores held x time.
+            self.store.record_usage(str(ex.service.get("name") or ""), began, time.time(), ex.cpu, 0)
             if not ex.sync:
                 if ex.finalize:
                     self.store.finish_job(ex.name, ex.status, time.time(), ex.exit_code, ex.reason)
