@@ -110,6 +110,7 @@ class OscarExecutor(MultithreadedJobExecutor):
             self._batch.close()
             self.taskqueue.drain()
             self.taskqueue.join()
+            self._write_records(runtime_context)
 
     def _deploy_runners(self, process: Process, runtime_context: RuntimeContext) -> None:
         """Deploy the runner services the workflow's tools need before its first job.
@@ -239,6 +240,21 @@ class OscarExecutor(MultithreadedJobExecutor):
         with cast(threading.Condition, ctx.workflow_eval_lock):
             self._remote -= 1
             cast(threading.Condition, ctx.workflow_eval_lock).notify_all()
+
+    @staticmethod
+    def _write_records(runtime_context: RuntimeContext) -> None:
+        """``--provenance``: the offloaded steps' records go into the research object, still open here (cwltool
+        finalizes the PROV document and closes the research object after ``run_jobs``)."""
+        settings = getattr(runtime_context, "oscar", None)
+        if settings is None or runtime_context.research_obj is None:
+            return
+        try:
+            count = settings.records.write(runtime_context.research_obj)
+        except (OSError, ValueError) as exc:  # a record lost must not hide the run's own outcome
+            _logger.error("could not write the OSCAR records into the provenance research object: %s", exc)
+            return
+        if count:
+            _logger.info("[provenance] recorded where %d offloaded step(s) ran (metadata/oscar/)", count)
 
     # -- what SingleJobExecutor does per job and MultithreadedJobExecutor does not ----------------
     def _init_provenance(self, process: Process, runtime_context: RuntimeContext) -> None:

@@ -16,10 +16,11 @@ import shlex
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from cwl_utils.types import CWLObjectType, CWLOutputType
 from cwltool.context import RuntimeContext
@@ -31,6 +32,7 @@ from oscar_plugins import JobFailed, JobResult, OscarError
 
 from .pathmapper import S3_SCHEME
 from .plan import JobPlan, Layout, Placement, build_placements, render_job_script
+from .provenance import OffloadRecord, activity_label, input_hashes, tree_hashes
 from .runner import FETCH_UNAVAILABLE, RunnerSpec, format_cpu, format_memory
 from .staging import copy_back, fix_symlinks, resolve_sources, unpack_result
 
@@ -71,6 +73,8 @@ class Submitted:
     expired: float | None = None
     #: Whether inputs over the inline limits were left for the pod to download.
     fetch: bool = True
+    #: With ``--provenance``: what the staged inputs held (see :func:`~oscar_plugins.cwl.provenance.input_hashes`).
+    inputs: list[dict[str, Any]] | None = None
 
 
 def process_status(rc: int, success: Iterable[int], temporary: Iterable[int], permanent: Iterable[int]) -> str:
@@ -152,7 +156,7 @@ class OscarCommandLineJob(JobBase):
             runtimeContext.prov_obj.used_artefacts(self.joborder, runtimeContext.process_run_id, str(self.name))
         _logger.info("[job %s] submitted to OSCAR cluster %r as %s/%s", self.name, session.name, service.name,
                      job.name)
-        return Submitted(session, service, job, plan, fetch=fetch)
+        return Submitted(session, service, job, plan, fetch=fetch, inputs=self._input_hashes(runtimeContext, plan))
 
     def _prepare(self, runtimeContext: RuntimeContext) -> None:
         """``JobBase._setup`` without its local GPU check (the GPU is the cluster's)."""
@@ -212,6 +216,8 @@ class OscarCommandLineJob(JobBase):
         outputs: CWLObjectType = {}
         status = "permanentFail"
         again = False
+        rc: int | None = None
+        collected_files: list[dict[str, Any]] = []
         work = Path(runtimeContext.create_tmpdir())
         collected: JobResult | None = None
         try:
@@ -233,6 +239,8 @@ class OscarCommandLineJob(JobBase):
             elif status != "success":
                 _logger.warning("[job %s] exited with status: %d", self.name, rc)
             self._copy_logs()
+            if submitted.inputs is not None:
+                collected_files = tree_hashes(Path(self.outdir))
             outputs = bytes2str_in_dicts(self.collect_outputs(self.outdir, rc))  # type: ignore[assignment]
             self._drop_secret_files(runtimeContext)
         except JobFailed as exc:
@@ -256,12 +264,37 @@ class OscarCommandLineJob(JobBase):
             self.sessions.finished(submitted.session, submitted.job)
         try:
             if not again:
+                self._record(runtimeContext, submitted, rc, status, collected_files)
                 self._report(outputs, status, runtimeContext)  # first: downstream steps wait for it
         finally:
             submitted.session.cleanup(submitted.service, submitted.job,
                                       collected.objects if collected is not None else None)
             shutil.rmtree(work, ignore_errors=True)
         return again
+
+    # -- --provenance ------------------------------------------------------------------------------
+    def _input_hashes(self, runtimeContext: RuntimeContext, plan: JobPlan) -> list[dict[str, Any]] | None:
+        """With ``--provenance``, what the job's staged inputs held; else None (nothing is hashed)."""
+        if runtimeContext.research_obj is None or runtimeContext.prov_obj is None:
+            return None
+        try:
+            return input_hashes(plan.sources)
+        except OSError as exc:  # the job is on its way: its record says what could not be read
+            _logger.warning("[job %s] could not hash its inputs for the provenance record: %s", self.name, exc)
+            return [{"error": str(exc)}]
+
+    def _record(self, runtimeContext: RuntimeContext, submitted: Submitted, rc: int | None, status: str,
+                outputs: list[dict[str, Any]]) -> None:
+        """With ``--provenance``, keep where the job ran and what came back (written into the research object
+        when the workflow is done: :meth:`OffloadRecords.write`)."""
+        settings = getattr(runtimeContext, "oscar", None)
+        prov_obj, activity = runtimeContext.prov_obj, runtimeContext.process_run_id
+        if submitted.inputs is None or settings is None or prov_obj is None or activity is None:
+            return
+        record = OffloadRecord.of(submitted, step=str(self.name), activity=activity,
+                                  label=activity_label(prov_obj, activity), exit_code=rc, status=status,
+                                  outputs=outputs, collected=time.time())
+        settings.records.add(record, prov_obj)
 
     def _unpack(self, work: Path, plan: JobPlan) -> None:
         outdir = Path(self.outdir)

@@ -38,6 +38,7 @@ from .hints import OFFLOAD, HintError, parse_offload_hint
 from .job import OffloadTarget, OscarCommandLineJob
 from .pathmapper import OscarPathMapper
 from .plan import REMOTE_BASE, Layout
+from .provenance import OffloadRecords
 
 if TYPE_CHECKING:
     from .session import ClusterSession, Sessions
@@ -70,6 +71,8 @@ class OscarSettings:
     cluster: str | None = None
     default_image: str = DEFAULT_IMAGE
     sessions: Sessions | None = field(default=None, repr=False)
+    #: With ``--provenance``: the records of offloaded steps, written into the research object at the end.
+    records: OffloadRecords = field(default_factory=OffloadRecords, repr=False)
 
 
 class OscarLoadingContext(LoadingContext):
