@@ -42,6 +42,14 @@ _EXPORTS = {
     "JobTracker": "._jobs",
     "Journal": "._journal",
     "JobEvent": "._watch",
+    "ObjectEvent": "._watch",
+    "Watermark": "._watch",
+    "WatermarkMismatch": "._watch",
+    "finished_jobs": "._watch",
+    "job_times": "._watch",
+    "object_events": "._watch",
+    "object_times": "._watch",
+    "event_time": "._watch",
     "watch_jobs": "._watch",
     "FDL": "._fdl",
     "Service": "._fdl",
@@ -115,6 +123,7 @@ __all__ = [
     "JobTracker",
     "Journal",
     "NotFound",
+    "ObjectEvent",
     "OidcAgentCredentials",
     "OscarClient",
     "OscarError",
@@ -131,9 +140,14 @@ __all__ = [
     "StorageIO",
     "TLSError",
     "TokenCredentials",
+    "Watermark",
+    "WatermarkMismatch",
     "credential_secrets",
+    "event_time",
+    "finished_jobs",
     "free_capacity",
     "job_output_prefix",
+    "job_times",
     "lazy_exports",
     "listed_state",
     "load_fdl",
@@ -142,6 +156,8 @@ __all__ = [
     "mask_secrets",
     "name_clock",
     "new_job_name",
+    "object_events",
+    "object_times",
     "output_location",
     "parse_version",
     "pick_cluster",
@@ -200,7 +216,18 @@ if TYPE_CHECKING:
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
     from ._storage import Storage, sha256_file
     from ._sync import RunResult
-    from ._watch import JobEvent, watch_jobs
+    from ._watch import (
+        JobEvent,
+        ObjectEvent,
+        Watermark,
+        WatermarkMismatch,
+        event_time,
+        finished_jobs,
+        job_times,
+        object_events,
+        object_times,
+        watch_jobs,
+    )
     from ._wrapper import LOG_FILE, RESERVED_FILES, STATUS_FILE, wrap_script
 
 

@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,8 +97,13 @@ class _HashCache:
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One object of a listing: its key and size, and (when the store says) its ETag and Last-Modified
+    time (RFC 3339, UTC)."""
+
     key: str
     size: int
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass
@@ -300,7 +306,10 @@ class Storage:
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(obj["Key"], int(obj["Size"]))
+                    modified = obj.get("LastModified")
+                    yield ObjectInfo(obj["Key"], int(obj["Size"]), obj.get("ETag"),
+                                     modified.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+                                     if isinstance(modified, datetime) else None)
         except Exception as exc:
             raise self._error(exc, bucket, prefix) from None
 
