@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP_CORE := $(VENV)/.installed-demo
 STAMP_ALL := $(VENV)/.installed-all
+# runcrate pins cwl-utils and networkx exactly, to versions current cwltool excludes: installed without its
+# dependencies (the `provenance` extra brings the ones it needs); tests/cwl/test_provenance.py runs it.
+RUNCRATE := runcrate>=0.6.2,<0.7
 
 .PHONY: demo test lint typecheck unit bench profile conformance clean install install-all
 
@@ -21,6 +24,8 @@ $(STAMP_ALL): pyproject.toml | $(PY)
 	@echo "== installing oscar-plugins with every extra (cwltool, Airflow 3, itwinai) and the test tools into" \
 	  "$(VENV) (about 4 minutes and 7 GB the first time)"
 	$(PY) -m pip install --quiet -e '.[all,dev]'
+	@echo "== runcrate (oscar-cwl --ro-crate), without its exact cwl-utils/networkx pins that cwltool excludes"
+	$(PY) -m pip install --quiet --no-deps '$(RUNCRATE)'
 	touch $@ $(STAMP_CORE)
 
 install: $(STAMP_CORE)

@@ -21,6 +21,7 @@ from cwltool import main as cwlmain
 from cwltool.argparser import arg_parser
 from cwltool.process import supportedProcessRequirements, use_custom_schema
 
+from . import crate
 from .executor import OscarExecutor
 from .fsaccess import OscarFsAccess
 from .hints import OFFLOAD, extension_schema
@@ -68,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "cannot be pulled (default: 0, wait for ever)")
     group.add_argument("--oscar-keep-jobs", action="store_true",
                        help="keep finished jobs (and their logs) on the cluster instead of deleting them")
+    group.add_argument("--ro-crate", metavar="PATH", default=None,
+                       help="also write the run as a Workflow Run RO-Crate (a folder, or a .zip), with where each "
+                            "offloaded step ran; made from the --provenance research object (a temporary one "
+                            "without --provenance)")
     return parser
 
 
@@ -141,6 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.record_container_id:
         args.cidfile_dir = args.cidfile_dir or os.getcwd()
     del args.record_container_id
+    problem = crate.prepare(args)  # --provenance / --ro-crate can be written: checked before any job runs
+    if problem:
+        parser.error(problem)
 
     sessions = Sessions(args.oscar_cluster, keep_jobs=args.oscar_keep_jobs)
     settings = OscarSettings(offload=args.offload, cluster=args.oscar_cluster,
@@ -179,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if left:
                 _logger.warning("cancelled %d OSCAR job(s) still in flight", left)
             sessions.close()
-    return code
+    return crate.finish(args, code)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,9 @@ CASES = [
          "must be a container image reference", CWL),
     Case("cwl-document-invalid", "oscar-cwl", "CWL document with an unknown input type", "failed validation", CWL),
     Case("cwl-max-in-flight", "oscar-cwl --max-in-flight", "--max-in-flight 0 (exit 2)", "must be at least 1", CWL),
+    Case("cwl-provenance-path", "oscar-cwl --provenance/--ro-crate",
+         "a path in a folder that does not exist, or under a file (exit 2, before any job)", "choose another path",
+         CWL),
     # Airflow operators (real Airflow: dag.test() of tests/airflow/dags; tests/airflow/test_dags.py)
     Case("af-conn-missing", "Airflow operator", "oscar_conn_id naming no Airflow connection", "is not defined",
          AIRFLOW),
