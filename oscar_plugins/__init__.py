@@ -51,6 +51,13 @@ _EXPORTS = {
     "object_times": "._watch",
     "event_time": "._watch",
     "watch_jobs": "._watch",
+    "TimelineRow": "._timeline",
+    "TimelineTotals": "._timeline",
+    "check_timeline_path": "._timeline",
+    "job_row": "._timeline",
+    "server_cpu_hours": "._timeline",
+    "timeline_totals": "._timeline",
+    "write_timeline": "._timeline",
     "FDL": "._fdl",
     "Service": "._fdl",
     "StorageIO": "._fdl",
@@ -139,14 +146,18 @@ __all__ = [
     "StorageError",
     "StorageIO",
     "TLSError",
+    "TimelineRow",
+    "TimelineTotals",
     "TokenCredentials",
     "Watermark",
     "WatermarkMismatch",
+    "check_timeline_path",
     "credential_secrets",
     "event_time",
     "finished_jobs",
     "free_capacity",
     "job_output_prefix",
+    "job_row",
     "job_times",
     "lazy_exports",
     "listed_state",
@@ -162,11 +173,14 @@ __all__ = [
     "parse_version",
     "pick_cluster",
     "resolve_profile",
+    "server_cpu_hours",
     "service_from_api",
     "service_from_dict",
     "sha256_file",
+    "timeline_totals",
     "watch_jobs",
     "wrap_script",
+    "write_timeline",
 ]
 
 if TYPE_CHECKING:
@@ -216,6 +230,15 @@ if TYPE_CHECKING:
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
     from ._storage import Storage, sha256_file
     from ._sync import RunResult
+    from ._timeline import (
+        TimelineRow,
+        TimelineTotals,
+        check_timeline_path,
+        job_row,
+        server_cpu_hours,
+        timeline_totals,
+        write_timeline,
+    )
     from ._watch import (
         JobEvent,
         ObjectEvent,

@@ -186,6 +186,29 @@ class OscarClient:
     def status(self) -> dict[str, Any]:
         return self._object("/system/status")
 
+    def service_metric(self, service: str, metric: str = "cpu-hours", *, start: float, end: float) -> float | None:
+        """One usage figure of a service between two UNIX times, as the server counts it, or None.
+
+        ``GET /system/metrics/{service}?metric=&start=&end=`` (OSCAR v4.0+, ``handlers/metrics.go``
+        MakeMetricValueHandler) answers ``value`` with the ``sources`` it came from; a cluster without a
+        usage source (Prometheus) answers 0 with a source whose ``status`` is ``missing``. None then, and
+        when the server has no such route (404 before v4.0) or refuses: the caller derives the figure.
+        """
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(start)))
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(end) + 1))
+        try:
+            body = self._json("GET", f"/system/metrics/{service}", service=service, retry=False,
+                              params={"metric": metric, "start": stamp, "end": until})
+        except OscarError as exc:
+            log.debug("no %s figure for %s from the server: %s", metric, service, exc)
+            return None
+        sources = body.get("sources") if isinstance(body, dict) else None
+        value = body.get("value") if isinstance(body, dict) else None
+        if not isinstance(value, (int, float)) or not isinstance(sources, list) or not sources or \
+                not all(isinstance(s, dict) and s.get("status") == "ok" for s in sources):
+            return None
+        return float(value)
+
     @property
     def storage(self) -> Storage:
         """The cluster's MinIO, with the credentials ``/system/config`` gives this user."""

@@ -284,6 +284,8 @@ def cmd_job(args: argparse.Namespace) -> int:
                          "without files (--payload '' sends an empty input)")
     if args.inputs and args.payload is not None and not args.cancel:
         raise UsageError("job: --payload is for one job without input files: give input files or --payload")
+    if args.timeline is not None:
+        args.timeline = _timeline_path(args)
     client = _client(args)
     dispatcher = Dispatcher(client)
     if args.cancel:
@@ -309,9 +311,53 @@ def cmd_job(args: argparse.Namespace) -> int:
     return _wait_for_jobs(args, dispatcher, inputs, env)
 
 
+def _timeline_path(args: argparse.Namespace) -> Path:
+    """``job --timeline PATH``, checked before any job is submitted (exit code 2 when it cannot be written)."""
+    from ._exceptions import ConfigError
+    from ._timeline import check_timeline_path
+
+    if not args.wait or args.cancel:
+        raise UsageError("job --timeline draws the jobs of a batch it waits for: add --wait")
+    try:
+        return check_timeline_path(args.timeline)
+    except ConfigError as exc:
+        raise UsageError(f"job --timeline: {exc}") from None
+
+
+def _write_timeline(args: argparse.Namespace, dispatcher: Any, results: list[Any], labels: list[str],
+                    inputs: list[Path], collected_at: dict[int, float]) -> int:
+    """Draw the batch's jobs (the results are already collected and printed: a failure here loses none)."""
+    from ._exceptions import OscarError
+    from ._timeline import job_row, server_cpu_hours, timeline_totals, write_timeline
+
+    cpu = dispatcher.client.get_service(args.service, refresh=False).cpu
+    rows = []
+    for r in results:
+        if r.job is None:  # collected by an earlier run of the batch: no times to show
+            continue
+        i = r.index
+        staged = sum(p.stat().st_size for p in inputs[i:i + 1] if p.is_file()) if inputs else 0
+        rows.append(job_row(r.job, labels[i], collected=collected_at.get(i), cpu=cpu, bytes_in=staged,
+                            bytes_out=sum(p.stat().st_size for p in r.outputs if p.is_file()),
+                            status="succeeded" if r.ok else "failed"))
+    try:
+        totals = timeline_totals(rows, server_cpu_hours(dispatcher.client, rows))
+        path = write_timeline(rows, args.timeline, title=f"oscar-plugins job {args.service}: {len(rows)} job(s)",
+                              totals=totals)
+    except (OSError, ImportError, ValueError, OscarError) as exc:
+        print(f"oscar-plugins: error: the timeline could not be written to {args.timeline} ({exc}); the jobs' "
+              "results above are complete", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"timeline: {path} ({totals.summary()})", file=sys.stderr)
+    return 0
+
+
 def _wait_for_jobs(args: argparse.Namespace, dispatcher: Any, inputs: list[Path], env: dict[str, str]) -> int:
     """``job --wait``: one folder per input under ``-o``, named after it; folders already complete (their record
     matches, their outputs are whole) are reused unless ``--force``; an interrupt says what was kept."""
+    import dataclasses
+    import time
     import uuid
 
     from ._collected import RECORD, folder_names, identity, reusable, write_record
@@ -334,13 +380,20 @@ def _wait_for_jobs(args: argparse.Namespace, dispatcher: Any, inputs: list[Path]
                 reused[i] = paths
     todo = [i for i in range(len(specs)) if i not in reused]
     collected: list[JobResult] = []  # appended by the dispatcher's threads as jobs are collected
+    collected_at: dict[int, float] = {}  # when each job's result came, for --timeline
+
+    def on_result(r: JobResult) -> None:
+        collected_at[todo[r.index]] = time.time()
+        if r.ok:
+            collected.append(r)
+
     bar = _progress(len(todo), args.quiet or not todo)
     try:
         results = dispatcher.map(
             args.service, [specs[i] for i in todo], out, max_in_flight=args.max_in_flight, journal=Journal(),
             batch_key=f"force-{uuid.uuid4().hex}" if args.force else None, retries=args.retries,
             overwrite=args.overwrite or args.force, progress=lambda n, total: bar(n),
-            folders=[folders[i] for i in todo], on_result=lambda r: collected.append(r) if r.ok else None,
+            folders=[folders[i] for i in todo], on_result=on_result,
         ) if todo else []
     except KeyboardInterrupt:
         bar(-1)
@@ -362,11 +415,15 @@ def _wait_for_jobs(args: argparse.Namespace, dispatcher: Any, inputs: list[Path]
                   f"{', '.join(str(p) for p in r.outputs) or 'no outputs'}")
     for r in failed:
         print(f"oscar-plugins: error: {labels[todo[r.index]]}: {cli_words(str(r.error))}", file=sys.stderr)
+    drawn = 0
+    if args.timeline is not None:
+        by_input = [dataclasses.replace(r, index=todo[r.index]) for r in results]
+        drawn = _write_timeline(args, dispatcher, by_input, labels, inputs, collected_at)
     if failed:
         print(f"oscar-plugins: error: {len(failed)} of {len(specs)} job(s) failed (the outputs of the others are "
               f"kept in {out}/: running the command again does not submit them again)", file=sys.stderr)
         return 1
-    return 0
+    return drawn
 
 
 def _progress(total: int, quiet: bool) -> Any:
@@ -537,6 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --wait: resubmit a job the cluster lost or failed (not a script's non-zero exit) "
                           "up to N times (default: %(default)s)")
     job.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    job.add_argument("--timeline", metavar="PATH", default=None,
+                     help="with --wait: draw when each job queued, ran and was collected, with CPU-hours and bytes "
+                          "moved, into PATH: .html (a page a browser opens offline) or .png (needs matplotlib); "
+                          "checked before any job is submitted")
     job.add_argument("--cancel", action="store_true", help="cancel (delete) the named jobs")
     job.set_defaults(func=cmd_job)
 
