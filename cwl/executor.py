@@ -36,6 +36,7 @@ from oscar_plugins import AGAIN, Batch, Job, JobState
 
 from .job import OscarCommandLineJob, Submitted
 from .runner import RunnerSpec, format_cpu, format_memory
+from .timeline import StepTimeline
 from .tool import offloaded_tools
 
 __all__ = ["OscarExecutor"]
@@ -67,6 +68,8 @@ class OscarExecutor(MultithreadedJobExecutor):
         self.start_timeout = start_timeout
         self._active: dict[int, Submitted] = {}
         self._batch: Batch | None = None
+        #: ``--timeline``: the run's steps, drawn when the run ends.
+        self.timeline: StepTimeline | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
     def run_jobs(self, process: Process, job_order_object: CWLObjectType, logger: logging.Logger,
@@ -110,6 +113,8 @@ class OscarExecutor(MultithreadedJobExecutor):
             self._batch.close()
             self.taskqueue.drain()
             self.taskqueue.join()
+            if self.timeline is not None:
+                self.timeline.write()
             self._write_records(runtime_context)
 
     def _deploy_runners(self, process: Process, runtime_context: RuntimeContext) -> None:
@@ -198,7 +203,10 @@ class OscarExecutor(MultithreadedJobExecutor):
             submitted = current[0]
             with lock:
                 self._active.pop(id(submitted), None)
-            return AGAIN if job.finish(ctx, submitted) else None  # AGAIN: see OscarCommandLineJob.finish
+            again = job.finish(ctx, submitted)
+            if self.timeline is not None:
+                self.timeline.offloaded(str(job.name), submitted, job.outdir)
+            return AGAIN if again else None  # AGAIN: see OscarCommandLineJob.finish
 
         def done(_result: Any, error: BaseException | None) -> None:
             if error is not None:
@@ -207,6 +215,15 @@ class OscarExecutor(MultithreadedJobExecutor):
                 self._done(ctx)
 
         return start, finish, done
+
+    def _runner(self, job: JobsType, runtime_context: RuntimeContext, tmpdir_lock: threading.Lock) -> None:
+        """cwltool's local run of a job, timed for ``--timeline``."""
+        began = time.time()
+        try:
+            super()._runner(job, runtime_context, tmpdir_lock)
+        finally:
+            if self.timeline is not None:
+                self.timeline.local(job, began, time.time())
 
     def _cancel(self, jobs: list[Job]) -> None:
         """Cancel jobs of the batch on their clusters (the batch engine's cancel-all)."""

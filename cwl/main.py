@@ -26,6 +26,7 @@ from .executor import OscarExecutor
 from .fsaccess import OscarFsAccess
 from .hints import OFFLOAD, extension_schema
 from .session import Sessions
+from .timeline import StepTimeline
 from .tool import DEFAULT_IMAGE, OFFLOAD_MODES, OscarLoadingContext, OscarRuntimeContext, OscarSettings
 
 __all__ = ["build_parser", "main", "register_schema"]
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "cannot be pulled (default: 0, wait for ever)")
     group.add_argument("--oscar-keep-jobs", action="store_true",
                        help="keep finished jobs (and their logs) on the cluster instead of deleting them")
+    group.add_argument("--timeline", metavar="PATH", default=None,
+                       help="draw when each step queued, ran (offloaded or local) and was collected, with CPU-hours "
+                            "and bytes moved, into PATH: .html (a page a browser opens offline) or .png (needs "
+                            "matplotlib); checked before any step runs")
     group.add_argument("--ro-crate", metavar="PATH", default=None,
                        help="also write the run as a Workflow Run RO-Crate (a folder, or a .zip), with where each "
                             "offloaded step ran; made from the --provenance research object (a temporary one "
@@ -133,6 +138,18 @@ def check_cluster(sessions: Sessions, name: str) -> str | None:
     return None
 
 
+def _timeline(parser: argparse.ArgumentParser, path: str | None) -> StepTimeline | None:
+    """``--timeline PATH``, checked before anything runs: a bad path is a usage error (exit code 2)."""
+    from oscar_plugins import ConfigError, check_timeline_path
+
+    if path is None:
+        return None
+    try:
+        return StepTimeline(check_timeline_path(path))
+    except ConfigError as exc:
+        parser.error(f"--timeline: {exc}")
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -150,12 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         parser.error(problem)
 
+    timeline = _timeline(parser, args.timeline)
     sessions = Sessions(args.oscar_cluster, keep_jobs=args.oscar_keep_jobs)
     settings = OscarSettings(offload=args.offload, cluster=args.oscar_cluster,
                              default_image=args.oscar_image or args.default_container or DEFAULT_IMAGE,
                              sessions=sessions)
     executor = OscarExecutor(args.max_in_flight, parallel=bool(args.parallel), parallel_max=args.parallel_max,
                              start_timeout=args.oscar_start_timeout)
+    executor.timeline = timeline
     runtime_context = OscarRuntimeContext(vars(args))
     runtime_context.oscar = settings
     runtime_context.make_fs_access = OscarFsAccess.bound(sessions)
