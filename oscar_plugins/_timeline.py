@@ -43,7 +43,7 @@ log = logging.getLogger("oscar_plugins")
 
 #: Suffixes :func:`write_timeline` writes, and what each needs.
 SUFFIXES = {".html": "an HTML page (no dependency)", ".htm": "an HTML page (no dependency)",
-            ".png": "a PNG picture (needs matplotlib: pip install 'oscar-plugins[timeline]')"}
+            ".png": "a PNG picture (needs matplotlib, e.g. from 'oscar-plugins[examples]')"}
 OFFLOADED, LOCAL = "offloaded", "local"
 #: The segments of a row, in order, with their colours (the PNG and the HTML use the same).
 SEGMENTS = (("queued", "#f2b84b"), ("running", "#3b75af"), ("collecting", "#59a14f"))
@@ -143,7 +143,7 @@ def check_timeline_path(path: str | os.PathLike[str]) -> Path:
                           ".html (a page a browser opens offline) or .png (a picture)")
     if suffix == ".png" and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError(f"timeline {str(path)!r}: a PNG needs matplotlib, which is not installed: "
-                          "pip install 'oscar-plugins[timeline]', or ask for .html (no dependency)")
+                          "pip install matplotlib (or 'oscar-plugins[examples]'), or ask for .html (no dependency)")
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise ConfigError(f"timeline {str(path)!r} is a folder: give a file name ending in .html or .png")
