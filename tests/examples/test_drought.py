@@ -307,3 +307,32 @@ def test_airflow_dag_runs_on_oscar_and_passes_the_checks(local_cluster, tmp_path
     assert (report_file.parent / "drought_summary.csv").is_file()
     assert 0 < report["timing"]["offloaded_share"] < 1 and math.isfinite(report["timing"]["total_s"])
     assert local_cluster.password not in output
+
+
+@pytest.mark.slow
+def test_event_driven_workflow_draws_a_map_for_each_month_that_lands(local_cluster, tmp_path):
+    """``run_events.py``: two uploads, two bucket-triggered jobs, two job events, two DAG runs, two maps, with
+    Airflow's API server, scheduler, DAG processor and triggerer running as a deployment runs them."""
+    if not (BIN / "airflow").exists():
+        pytest.skip("Airflow is not installed: pip install -e '.[airflow]'")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
+    env.update({"OSCAR_ENDPOINT": local_cluster.endpoint, "OSCAR_USER": local_cluster.username,
+                "OSCAR_PASSWORD": local_cluster.password, "OSCAR_SSL_VERIFY": "false",
+                "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+                "AIRFLOW_CONN_OSCAR_DEFAULT": json.dumps({
+                    "conn_type": "oscar", "host": local_cluster.endpoint, "login": local_cluster.username,
+                    "password": local_cluster.password, "extra": {"ssl_verify": False}})})
+    out = tmp_path / "maps"
+    proc = subprocess.run([sys.executable, str(DROUGHT / "run_events.py"), "--tiles", str(SMALL["tiles"]),
+                           "--tile-size", str(SMALL["tile_size"]), "--years", str(SMALL["years"]),
+                           "--months", "7", "8", "--interval", "1", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("OSCAR's bucket trigger starts a job") == 2
+    assert proc.stdout.count(": its event starts drought_warning_on_new_month") == 2
+    maps = sorted(out.glob("*/drought_warning.png"))
+    assert [p.parent.name[:7] for p in maps] == ["2010-07", "2010-08"]  # one map per month that landed
+    for path in maps:
+        _png_is_a_map(path)
+        report = json.loads((path.parent / "report.json").read_text())
+        assert all(c["ok"] for c in report["checks"])
