@@ -8,6 +8,7 @@ pieces from their modules; this package itself imports nothing from Airflow::
                                                  OscarSubmitJobOperator)
     from oscar_plugins.airflow.sensors import OscarJobSensor, OscarOutputSensor
     from oscar_plugins.airflow.triggers import OscarJobTrigger, OscarOutputTrigger
+    from oscar_plugins.airflow.watchers import OscarJobsFinishedTrigger, OscarNewObjectsTrigger
 
 See ``README.md`` in this folder for the connection fields and the operators.
 """
@@ -26,6 +27,8 @@ _EXPORTS = {
     "OscarOutputSensor": ".sensors",
     "OscarJobTrigger": ".triggers",
     "OscarOutputTrigger": ".triggers",
+    "OscarJobsFinishedTrigger": ".watchers",
+    "OscarNewObjectsTrigger": ".watchers",
     "OscarJobLink": ".links",
 }
 

@@ -59,7 +59,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hook"]}],
         "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators"]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors"]}],
-        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers"]}],
+        "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers", f"{_PKG}.watchers"]}],
         "connection-types": [
             {
                 "connection-type": "oscar",
