@@ -67,7 +67,7 @@ clean:
 
 ## bench: the performance figures (prints a table, writes docs/PERFORMANCE.md)
 bench: $(STAMP_ALL)
-	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 ## profile: where the CPU goes (client, cluster API, S3 server, job scripts) for 300 short jobs and a
 ##   200-branch CWL scatter, sampled with py-spy; writes the tables into docs/PERFORMANCE.md

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -36,6 +37,8 @@ class Figure:
     target: str
     met: bool | None
     detail: str = ""
+    #: Which row of the targets table (issue 17) this figure feeds, if any.
+    key: str = ""
 
 
 def _cpu() -> float:
@@ -90,9 +93,10 @@ def bench_dispatch(client: Any, n: int, out: Path) -> list[Figure]:
                None, f"busy span {base_span:.0f} s"),
         Figure(1, "dispatch: ours / cluster busy span", f"{wall / span:.2f}", "<= 1.25", wall / span <= 1.25,
                f"busy span {span:.0f} s from the job records (1 s precision)"),
-        Figure(1, "dispatch: client CPU per job", f"{1000 * cpu / n:.1f} ms", "<= 10 ms", 1000 * cpu / n <= 10),
+        Figure(1, "dispatch: client CPU per job", f"{1000 * cpu / n:.1f} ms", "<= 10 ms", 1000 * cpu / n <= 10,
+               key="client-cpu"),
         Figure(2, "tracking: job-list requests per job while waiting", f"{per_job_requests:.3f}", "<= 0.2",
-               per_job_requests <= 0.2, f"{tracker.pages_read} pages in {tracker.polls} polls"),
+               per_job_requests <= 0.2, f"{tracker.pages_read} pages in {tracker.polls} polls", key="tracking"),
     ]
 
 
@@ -146,12 +150,15 @@ def baseline(client: Any, svc: str, n: int, out: Path) -> float:
 
 
 # -- 3: the official client side by side ----------------------------------------------------------------
-def bench_official(client: Any, n: int, out: Path) -> list[Figure]:
+def bench_official(client: Any, n: int, out: Path, model: str = "") -> list[Figure]:
+    """oscar-python as its documentation uses it (upload to the input bucket, poll and download the output
+    bucket) beside ours, on the same cluster; ``model`` names the latency model the cluster runs under."""
+    label, key = (f" under the latency model ({model})", "official-model") if model else ("", "official")
     script = 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/$(basename "$INPUT_FILE_PATH").out"'
     client.ensure_service(service("bench-official", script), wrap=False)
     client.ensure_service(service("bench-ours3", script))
     inputs = out / "inputs"
-    inputs.mkdir(parents=True)
+    inputs.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(n):
         f = inputs / f"in-{i:04d}.txt"
@@ -163,8 +170,8 @@ def bench_official(client: Any, n: int, out: Path) -> list[Figure]:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
                          env={**os.environ, "OSCAR_BENCH_PASSWORD": prof.credentials.password})
     if res.returncode != 0:
-        return [Figure(3, "official client (oscar-python) / ours, 200 jobs", "failed", ">= 3", False,
-                       res.stderr.strip().splitlines()[-1] if res.stderr else "")]
+        return [Figure(3, f"official client (oscar-python) / ours, {n} jobs{label}", "failed", ">= 3", False,
+                       res.stderr.strip().splitlines()[-1] if res.stderr else "", key=key)]
     official = json.loads(res.stdout.strip().splitlines()[-1])
     code = OURS.format(endpoint=prof.endpoint, user=prof.credentials.user, inputs=str(inputs),
                        out=str(out / "ours"))
@@ -172,9 +179,9 @@ def bench_official(client: Any, n: int, out: Path) -> list[Figure]:
                          env={**os.environ, "OSCAR_BENCH_PASSWORD": prof.credentials.password})
     ours = json.loads(res.stdout.strip().splitlines()[-1])
     ratio = official["wall"] / ours["wall"]
-    return [Figure(3, f"official client / ours, {n} jobs (wall)", f"{ratio:.2f}x", ">= 3x", ratio >= 3,
+    return [Figure(3, f"official client / ours, {n} jobs (wall){label}", f"{ratio:.2f}x", ">= 3x", ratio >= 3,
                    f"official {official['wall']:.1f} s, peak RSS {official['rss_mib']:.0f} MiB; ours "
-                   f"{ours['wall']:.1f} s, peak RSS {ours['rss_mib']:.0f} MiB")]
+                   f"{ours['wall']:.1f} s, peak RSS {ours['rss_mib']:.0f} MiB", key=key)]
 
 
 #: Peak RSS of the benchmark's child process itself, prepended to each script below.
@@ -267,7 +274,7 @@ def bench_sync(client: Any, size_mib: int, out: Path) -> list[Figure]:
             else float("nan")
     figures.append(Figure(4, f"sync run of {size_mib} MiB: client peak RSS growth", f"{growth['ours']:.0f} MiB",
                           "<= 64 MiB", growth["ours"] <= 64,
-                          f"official client: {growth['official']:.0f} MiB"))
+                          f"official client: {growth['official']:.0f} MiB", key="sync-rss"))
     big.unlink()
     return figures
 
@@ -324,9 +331,9 @@ def bench_staging(client: Any, size_mib: int, out: Path) -> list[Figure]:
         p.unlink(missing_ok=True)
     up, down = boto_up / ours_up, boto_down / ours_down
     return [
-        Figure(5, f"staging upload {size_mib} MiB: ours / boto3 throughput", f"{up:.2f}", ">= 0.9", up >= 0.9,
+        Figure(5, f"staging upload {size_mib} MiB: ours / boto3 throughput", f"{up:.2f}", ">= 0.95", up >= 0.95,
                f"ours {size_mib / ours_up:.0f} MiB/s (incl. sha256), boto3 {size_mib / boto_up:.0f} MiB/s; the "
-               f"sha256 pass alone takes {hash_s:.1f} s of ours {ours_up:.1f} s"),
+               f"sha256 pass alone takes {hash_s:.1f} s of ours {ours_up:.1f} s", key="upload"),
         Figure(5, f"staging download {size_mib} MiB: ours / boto3 throughput", f"{down:.2f}", ">= 0.9",
                down >= 0.9,
                f"ours {size_mib / ours_down:.0f} MiB/s (verified), boto3 {size_mib / boto_down:.0f} MiB/s"),
@@ -363,7 +370,92 @@ def bench_cwl(client: Any, branches: int, out: Path) -> list[Figure]:
     ratio = ours / ref
     return [Figure(6, f"CWL {branches}-branch scatter: oscar-cwl / cwltool --parallel (wall)", f"{ratio:.2f}",
                    "<= 1.5", ratio <= 1.5, f"oscar-cwl {ours:.1f} s, cwltool --parallel {ref:.1f} s; outputs "
-                   f"identical: {'yes' if same else 'NO'}")]
+                   f"identical: {'yes' if same else 'NO'}", key="cwl")]
+
+
+# -- 9: many jobs under the latency model -------------------------------------------------------------
+def bench_makespan(client: Any, n: int, out: Path, model: Any, data_dir: Path) -> list[Figure]:
+    """``n`` trivial jobs on a cluster under a latency model: our wall time beside the ideal makespan, a FIFO
+    scheduler with no overhead running the same pods (each one's drawn start-up plus its run, from the
+    cluster's pod records) ``capacity`` at a time from the moment the batch is handed over."""
+    from oscar_plugins import Dispatcher, JobSpec
+    from oscar_plugins.local import ideal_makespan, read_pod_records
+
+    client.ensure_service(service("bench-model"))
+    t0 = time.perf_counter()
+    results = Dispatcher(client).map("bench-model", [JobSpec(payload=f"job {i}\n") for i in range(n)], out,
+                                     max_in_flight=n)
+    wall = time.perf_counter() - t0
+    names = {r.job.name for r in results if r.job}
+    pods = sorted((p for p in read_pod_records(data_dir) if p.job in names), key=lambda p: p.admitted)
+    capacity = int(model.max_pods or MODEL_CPUS / 0.1)
+    ideal = ideal_makespan([p.ended - p.admitted for p in pods], capacity)
+    if not pods or len(pods) < n:
+        return [Figure(9, f"{n} jobs under the latency model: wall / ideal makespan", "failed", "<= 1.05", False,
+                       f"{len(pods)} pod records for {n} jobs", key="makespan")]
+    runs = sorted(p.ended - p.running for p in pods)
+    ratio = wall / ideal
+    ok = sum(r.ok for r in results)
+    mean_delay, max_delay = sum(p.delay for p in pods) / len(pods), max(p.delay for p in pods)
+    run_ms = 1000 * runs[len(runs) // 2]
+    return [Figure(9, f"{n} jobs under the latency model: wall / ideal makespan", f"{ratio:.3f}", "<= 1.05",
+                   ratio <= 1.05, f"wall {wall:.1f} s, ideal {ideal:.1f} s ({capacity} pods; pod start "
+                   f"{mean_delay:.2f} s on average, max {max_delay:.1f} s; a pod's run {run_ms:.0f} ms median); "
+                   f"{ok}/{n} ok", key="makespan")]
+
+
+# -- 10: CWL scatter batched, under the latency model ----------------------------------------------------
+#: Branches per OSCAR job in the batched run: 200 branches in 8 jobs, all in the first wave of 32 pods.
+CWL_BATCH = 25
+
+
+def bench_cwl_batch(client: Any, branches: int, out: Path) -> list[Figure]:
+    """The scatter of figure 6 through oscar-cwl twice on the cluster under the latency model: one OSCAR job
+    per branch, then ``--oscar-batch`` branches per job. Reported as not available while oscar-cwl has no
+    ``--oscar-batch`` option."""
+    from benchmarks.cwl_scatter import BIN, WORKFLOW, _timed
+    from tests.cwl.conftest import normalize
+
+    name = f"CWL {branches}-branch scatter under the latency model: batched ({CWL_BATCH}) / unbatched oscar-cwl"
+    exe = str(BIN / "oscar-cwl")
+    usage = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False).stdout
+    if "--oscar-batch" not in usage:
+        return [Figure(10, name, "not available", "<= 0.2", None, "oscar-cwl has no --oscar-batch option yet",
+                       key="cwl-batch")]
+    prof = client.profile
+    env = {**os.environ, "OSCAR_ENDPOINT": prof.endpoint, "OSCAR_USER": prof.credentials.user,
+           "OSCAR_PASSWORD": prof.credentials.password, "OSCAR_SSL_VERIFY": "false", "OSCAR_CLUSTER": ""}
+    out.mkdir(parents=True, exist_ok=True)
+    job = out / "job.json"
+    job.write_text(json.dumps({"items": [f"word{i:04d}" for i in range(branches)]}))
+    walls, outputs = {}, {}
+    for batch in (1, CWL_BATCH):
+        cmd = [exe, "--quiet", "--max-in-flight", "64", "--oscar-batch", str(batch), "--outdir",
+               str(out / f"b{batch}"), str(WORKFLOW), str(job)]
+        walls[batch], outputs[batch] = _timed(cmd, env)
+    ratio = walls[CWL_BATCH] / walls[1]
+    same = normalize(outputs[1]) == normalize(outputs[CWL_BATCH])
+    return [Figure(10, name, f"{ratio:.2f}", "<= 0.2", ratio <= 0.2, f"batched {walls[CWL_BATCH]:.1f} s, unbatched "
+                   f"{walls[1]:.1f} s; outputs identical: {'yes' if same else 'NO'}", key="cwl-batch")]
+
+
+# -- 11: the local cluster's CPU per trivial job ----------------------------------------------------------
+def bench_cluster_cpu(jobs: int, work: Path) -> list[Figure]:
+    """``make profile``'s dispatch scenario without py-spy: CPU of the API server, the S3 server and the job
+    scripts per trivial job (the client's share apart)."""
+    from benchmarks.profile import run
+
+    work.mkdir(parents=True, exist_ok=True)
+    text = run("dispatch", jobs, False, work)
+    parts: dict[str, float] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] and not cells[0].startswith(("client", "**", "party", "---")):
+            parts[cells[0]] = float(cells[2])
+    total = sum(parts.values())
+    detail = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+    return [Figure(11, f"trivial job, CPU of all local-cluster parties ({jobs} jobs)", f"{total:.1f} ms", "<= 30 ms",
+                   total <= 30, detail + " (ms a job)", key="cluster-cpu")]
 
 
 # -- 8: containers ------------------------------------------------------------------------------------
@@ -437,12 +529,133 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def render(figures: list[Figure], elapsed: float) -> str:
-    rows = ["| # | figure | value | target | met | detail |", "|---|---|---|---|---|---|"]
-    for f in figures:
-        met = "yes" if f.met else ("no" if f.met is False else "-")
-        rows.append(f"| {f.number} | {f.name} | {f.value} | {f.target} | {met} | {f.detail} |")
+#: Issue 17's targets: (figure, key of the bench figure that measures it, comparison, threshold, target text).
+TARGETS: list[tuple[str, str, str, float, str]] = [
+    ("trivial job, CPU of all local-cluster parties", "cluster-cpu", "<=", 30.0, "<= 30 ms"),
+    ("200-branch CWL scatter: oscar-cwl / cwltool --parallel, local cluster", "cwl", "<=", 1.5, "<= 1.5"),
+    ("same scatter under the latency model: batched / unbatched oscar-cwl", "cwl-batch", "<=", 0.2, "<= 0.2"),
+    ("1,000 jobs under the latency model: wall / ideal makespan", "makespan", "<=", 1.05, "<= 1.05"),
+    ("200 jobs, official client / ours, local cluster", "official", ">=", 3.0, ">= 3x"),
+    ("200 jobs, official client / ours, under the latency model", "official-model", ">=", 3.0, ">= 3x"),
+    ("staging upload 1 GiB: ours / boto3", "upload", ">=", 0.95, ">= 0.95 in every run"),
+    ("client CPU per job", "client-cpu", "<=", 3.6, "<= 3.6 ms (issue 17's)"),
+    ("tracking: job-list requests per job", "tracking", "<=", 0.141, "<= 0.141 (issue 17's)"),
+    ("sync run of 256 MiB: client RSS growth", "sync-rss", "<=", 19.0, "<= 19 MiB (issue 17's)"),
+]
+MODEL_CPUS = 64  # the cluster under the model: cores enough that max_pods, not cpu, is its capacity
+
+
+def number(value: str) -> float | None:
+    """The figure's number (``"2.90x"`` -> 2.9, ``"5.2 ms"`` -> 5.2); None for ``failed`` and the like."""
+    match = re.match(r"\s*(-?\d+(\.\d+)?)", value)
+    return float(match.group(1)) if match else None
+
+
+def spread(values: list[float | None]) -> str:
+    """``min-max`` of a figure over runs (its one value for one run)."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return "-"
+    return f"{min(got):g}" if len(values) == 1 or min(got) == max(got) else f"{min(got):g}-{max(got):g}"
+
+
+def _met(flags: list[bool | None]) -> str:
+    known = [f for f in flags if f is not None]
+    if not known:
+        return "-"
+    if len(known) == 1:
+        return "yes" if known[0] else "no"
+    return "yes" if all(known) else ("no" if not any(known) else f"{sum(known)}/{len(known)} runs")
+
+
+def render(runs: list[list[Figure]], elapsed: float) -> str:
+    """The targets table (issue 17) and every figure: the last run's value and detail, the spread over runs."""
+    by_name: dict[tuple[int, str], list[Figure]] = {}
+    for figures in runs:
+        for f in figures:
+            by_name.setdefault((f.number, f.name), []).append(f)
+    n = len(runs)
+    rows = [f"Targets of issue 17 ({n} run{'s' if n > 1 else ''}; spread = min-max over runs; met = in every run)",
+            "", "| figure | target | value (last run) | spread | met |", "|---|---|---|---|---|"]
+    for label, key, op, threshold, text in TARGETS:
+        found = [f for figures in runs for f in figures if f.key == key]
+        values = [number(f.value) for f in found]
+        flags = [None if v is None else (v <= threshold if op == "<=" else v >= threshold) for v in values]
+        last = found[-1].value if found else "not run"
+        rows.append(f"| {label} | {text} | {last} | {spread(values) if found else '-'} | {_met(flags)} |")
+    rows += ["", "| # | figure | value (last run) | spread | target | met | detail |", "|---|---|---|---|---|---|---|"]
+    for (num, name), found in by_name.items():
+        f = found[-1]
+        rows.append(f"| {num} | {name} | {f.value} | {spread([number(x.value) for x in found])} | {f.target} | "
+                    f"{_met([x.met for x in found])} | {f.detail} |")
     return "\n".join(rows) + f"\n\nMachine: {machine()}. Whole run: {elapsed:.0f} s.\n"
+
+
+@dataclass
+class Sizes:
+    jobs: int
+    official_jobs: int
+    sync_mib: int
+    stage_mib: int
+    branches: int
+    calls: int
+    pod_jobs: int
+    profile_jobs: int
+
+
+def _announce(t0: float, new: list[Figure]) -> list[Figure]:
+    for f in new:
+        print(f"[{time.perf_counter() - t0:6.1f} s] {f.number}. {f.name}: {f.value} (target {f.target}) {f.detail}",
+              flush=True)
+    return new
+
+
+def run_once(sizes: Sizes, wanted: set[int], work: Path, model_spec: str) -> list[Figure]:
+    """Every wanted figure once, each cluster fresh: the plain local cluster, then one under the model."""
+    from oscar_plugins import BasicCredentials, ClusterProfile, OscarClient
+    from oscar_plugins.local import down, load_latency_model, up
+
+    figures: list[Figure] = []
+    for sub in ("d", "o", "s", "st"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    info = up(work / "cluster")
+    try:
+        prof = ClusterProfile("bench", info.endpoint, BasicCredentials(info.username, info.password),
+                              ssl_verify=False)
+        with OscarClient(prof) as client:
+            steps = [((1, 2), lambda: bench_dispatch(client, sizes.jobs, work / "d")),
+                     ((3,), lambda: bench_official(client, sizes.official_jobs, work / "o")),
+                     ((4,), lambda: bench_sync(client, sizes.sync_mib, work / "s")),
+                     ((5,), lambda: bench_staging(client, sizes.stage_mib, work / "st")),
+                     ((6,), lambda: bench_cwl(client, sizes.branches, work / "cwl")),
+                     ((7,), bench_startup),
+                     ((8,), lambda: bench_containers(sizes.calls, sizes.pod_jobs, work / "pods"))]
+            for numbers, step in steps:
+                if wanted & set(numbers):
+                    figures += _announce(time.perf_counter(), step())
+    finally:
+        down(work / "cluster")
+    if wanted & {3, 9, 10}:
+        model = load_latency_model(model_spec)
+        assert model is not None
+        print(f"latency model {model.describe()}", flush=True)
+        spec = str(Path(model_spec).absolute()) if Path(model_spec).is_file() else model_spec
+        info = up(work / "model", cpus=MODEL_CPUS, serve_args=["--latency-model", spec])
+        try:
+            prof = ClusterProfile("model", info.endpoint, BasicCredentials(info.username, info.password),
+                                  ssl_verify=False)
+            with OscarClient(prof) as client:
+                steps = [((9,), lambda: bench_makespan(client, sizes.jobs, work / "m9", model, info.data_dir)),
+                         ((3,), lambda: bench_official(client, sizes.official_jobs, work / "m3", model.name)),
+                         ((10,), lambda: bench_cwl_batch(client, sizes.branches, work / "m10"))]
+                for numbers, step in steps:
+                    if wanted & set(numbers):
+                        figures += _announce(time.perf_counter(), step())
+        finally:
+            down(work / "model")
+    if 11 in wanted:
+        figures += _announce(time.perf_counter(), bench_cluster_cpu(sizes.profile_jobs, work / "prof"))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -450,46 +663,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, figures not comparable)")
     parser.add_argument("--only", type=int, nargs="*", help="benchmark numbers to run")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/PERFORMANCE.md")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the figures N times and report each one's spread (min-max) over the runs")
+    parser.add_argument("--latency-model", default=None, metavar="FILE|PRESET",
+                        help="the model of figures 3 (second row), 9 and 10: a preset or a YAML/JSON file "
+                             "(default: $OSCAR_PLUGINS_LOCAL_LATENCY, else cloud); see docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
-    jobs, official_jobs, sync_mib, stage_mib, branches = ((1000, 200, 256, 1024, 200) if not args.quick
-                                                         else (100, 40, 32, 64, 20))
-    calls, pod_jobs = (40, 100) if not args.quick else (8, 20)
-    wanted = set(args.only or [1, 2, 3, 4, 5, 6, 7, 8])
-
-    from oscar_plugins import BasicCredentials, ClusterProfile, OscarClient
-    from oscar_plugins.local import down, up
+    sizes = (Sizes(1000, 200, 256, 1024, 200, 40, 100, 300) if not args.quick
+             else Sizes(100, 40, 32, 64, 20, 8, 20, 50))
+    wanted = set(args.only or [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    # The plain cluster must not inherit a model from the environment: the variable chooses figure 9's.
+    model_spec = args.latency_model or os.environ.pop("OSCAR_PLUGINS_LOCAL_LATENCY", None) or "cloud"
+    os.environ.pop("OSCAR_PLUGINS_LOCAL_LATENCY", None)
 
     started = time.perf_counter()
-    figures: list[Figure] = []
+    runs: list[list[Figure]] = []
     with tempfile.TemporaryDirectory(prefix="oscar-bench-") as tmp:
-        work = Path(tmp)
-        os.environ.setdefault("OSCAR_PLUGINS_CACHE_DIR", str(work / "cache"))
-        info = up(work / "cluster")
-        try:
-            prof = ClusterProfile("bench", info.endpoint, BasicCredentials(info.username, info.password),
-                                  ssl_verify=False)
-            with OscarClient(prof) as client:
-                steps = [((1, 2), lambda: bench_dispatch(client, jobs, work / "d")),
-                         ((3,), lambda: bench_official(client, official_jobs, work / "o")),
-                         ((4,), lambda: bench_sync(client, sync_mib, work / "s")),
-                         ((5,), lambda: bench_staging(client, stage_mib, work / "st")),
-                         ((6,), lambda: bench_cwl(client, branches, work / "cwl")),
-                         ((7,), bench_startup),
-                         ((8,), lambda: bench_containers(calls, pod_jobs, work / "pods"))]
-                for numbers, step in steps:
-                    if wanted & set(numbers):
-                        t0 = time.perf_counter()
-                        (work / "d").mkdir(exist_ok=True)
-                        for sub in ("o", "s", "st"):
-                            (work / sub).mkdir(exist_ok=True)
-                        new = step()
-                        figures.extend(new)
-                        for f in new:
-                            print(f"[{time.perf_counter() - t0:6.1f} s] {f.number}. {f.name}: {f.value} "
-                                  f"(target {f.target}) {f.detail}", flush=True)
-        finally:
-            down(work / "cluster")
-    table = render(figures, time.perf_counter() - started)
+        os.environ.setdefault("OSCAR_PLUGINS_CACHE_DIR", str(Path(tmp) / "cache"))
+        for i in range(max(1, args.repeat)):
+            if args.repeat > 1:
+                print(f"-- run {i + 1} of {args.repeat} (load {os.getloadavg()[0]:.2f})", flush=True)
+            runs.append(run_once(sizes, wanted, Path(tmp) / f"run{i}", model_spec))
+    table = render(runs, time.perf_counter() - started)
     print("\n" + table)
     if not args.no_write and not args.quick:
         doc = ROOT / "docs" / "PERFORMANCE.md"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from oscar_plugins._lazy import lazy_exports
 
 __all__ = [
+    "LatencyModel",
     "LocalCluster",
     "LocalClusterError",
     "LocalClusterInfo",
@@ -28,11 +29,18 @@ __all__ = [
     "down",
     "ensure_local_cluster",
     "fallback_profile",
+    "ideal_makespan",
+    "load_latency_model",
+    "read_pod_records",
     "status",
     "up",
 ]
 
 _EXPORTS = {
+    "LatencyModel": "._latency",
+    "ideal_makespan": "._latency",
+    "load_latency_model": "._latency",
+    "read_pod_records": "._latency",
     "LocalCluster": "._cluster",
     "LocalClusterError": "._config",
     "LocalClusterInfo": "._config",
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
     from ._cluster import LocalCluster
     from ._config import LocalClusterError, LocalClusterInfo, default_data_dir
     from ._daemon import down, ensure_local_cluster, fallback_profile, status, up
+    from ._latency import LatencyModel, ideal_makespan, load_latency_model, read_pod_records
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

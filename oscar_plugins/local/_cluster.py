@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,14 +31,17 @@ from oscar_plugins.local._config import (
     prepare_data_dir,
     write_json_atomic,
 )
+from oscar_plugins.local._latency import LatencyModel, resolve_latency_model
 from oscar_plugins.local._runtime import Runtime, RuntimeConfig
 from oscar_plugins.local._store import Store
 from oscar_plugins.local.api._app import create_app
+from oscar_plugins.local.api._latency import RoundTrip
 from oscar_plugins.local.api._persona import persona
 from oscar_plugins.local.execution._execution import detect_engine
 from oscar_plugins.local.execution._podrun import find_supervisor
 from oscar_plugins.local.storage._storage import S3Process, Storage, warm_session
 from oscar_plugins.local.storage._tls import TlsFiles, ensure_tls
+from oscar_plugins.local.storage._wanlink import WanLink
 
 __all__ = ["ENV_ENGINE", "ENV_EXECUTION", "ENV_VERSION", "LocalCluster"]
 
@@ -122,6 +125,9 @@ class LocalCluster:
         continue_ttl: seconds a job list's continue token stays usable (Kubernetes: about 5 minutes).
         tls: serve HTTPS (API and S3) with a certificate of a CA generated in the data directory; clients
             trust ``info().ca`` (``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, ``AWS_CA_BUNDLE``).
+        latency: for benchmarks, behave as a remote cluster (pod start, capacity, API and S3 round trips, S3
+            bandwidth): a preset (``cloud``, ``lan``), a YAML/JSON file, a mapping or a ``LatencyModel``;
+            default ``OSCAR_PLUGINS_LOCAL_LATENCY``, else none. See ``oscar_plugins.local._latency``.
     """
 
     def __init__(
@@ -143,6 +149,7 @@ class LocalCluster:
         supervisor: str | os.PathLike[str] | None = None,
         continue_ttl: float = 300.0,
         tls: bool = False,
+        latency: str | os.PathLike[str] | Mapping[str, Any] | LatencyModel | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir is not None else default_data_dir()
         self.port, self.host, self.s3_port = port, host, s3_port
@@ -160,6 +167,11 @@ class LocalCluster:
             self._supervisor = find_supervisor(supervisor) if self.execution == "supervisor" else None
         except ValueError as exc:
             raise LocalClusterError(str(exc)) from None
+        try:
+            self.latency = resolve_latency_model(latency)
+        except ValueError as exc:
+            raise LocalClusterError(str(exc)) from None
+        self._link: WanLink | None = None
         self.engine = "host"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -183,7 +195,9 @@ class LocalCluster:
 
     @property
     def s3_endpoint(self) -> str:
-        """``http://host:port`` of the S3 server."""
+        """``http://host:port`` of the S3 server (of the link in front of it, under a latency model)."""
+        if self._link is not None and self._s3 is not None:
+            return self._link.endpoint(self._s3.scheme)
         return self._s3.endpoint if self._s3 is not None else ""
 
     @property
@@ -265,17 +279,27 @@ class LocalCluster:
         self._s3.wait_ready()
         endpoint = f"{self._s3.scheme}://{_url_host(self.host)}:{self._s3.port}"
         ca = str(self._tls.ca) if self._tls is not None else None
+        public = endpoint  # what users are told; jobs' own storage calls stay in-cluster
+        if self.latency is not None:
+            logger.info("latency model %s", self.latency.describe())
+            if self.latency.s3_link:
+                self._link = WanLink(self.host, (self.host, self._s3.port), self.latency.s3_rtt,
+                                     self.latency.s3_bandwidth).start()
+                public = self.s3_endpoint
         self._storage = Storage(endpoint, self._creds.s3_access_key, self._creds.s3_secret_key, session=session, ca=ca)
-        config = RuntimeConfig(self.data_dir, self._creds, endpoint, self.engine, self.cpus, self.memory,
+        config = RuntimeConfig(self.data_dir, self._creds, public, self.engine, self.cpus, self.memory,
                                self.run_timeout, hook_secret, self._s3.events, persona=self.persona,
                                minio_restart=self.minio_restart, oidc_issuers=self.oidc_issuers,
                                supervisor=self._supervisor, continue_ttl=self.continue_ttl,
-                               s3_verify=self._tls is not None, ca=ca)
+                               s3_verify=self._tls is not None, ca=ca, latency=self.latency)
         runtime = Runtime(config, self._store, self._storage, s3_restart=self._s3.restart)
         runtime.recover()
         # Idle keep-alive connections stay open 75 s (nginx's default; Go's server has no limit): with
         # uvicorn's 5 s, a client reusing a connection just as the server closes it gets a reset.
-        uv_config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="on",
+        app: Any = create_app(runtime)
+        if self.latency is not None and self.latency.api_rtt > 0:
+            app = RoundTrip(app, self.latency.api_rtt)
+        uv_config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                    ssl_certfile=str(self._tls.cert) if self._tls else None,
                                    ssl_keyfile=str(self._tls.key) if self._tls else None,
                                    timeout_graceful_shutdown=5, timeout_keep_alive=75)
@@ -353,6 +377,9 @@ class LocalCluster:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self._link is not None:
+            self._link.stop()
+            self._link = None
         if self._s3 is not None:
             self._s3.stop()
         if self._storage is not None:

@@ -24,6 +24,7 @@ import psutil
 from oscar_plugins._events import minio_event
 from oscar_plugins._validation import service_name_problem
 from oscar_plugins.local._config import Credentials, inside
+from oscar_plugins.local._latency import POD_RECORDS, LatencyModel, PodGate
 from oscar_plugins.local._store import FAILED, SUCCEEDED, JobRow, Store, rfc3339
 from oscar_plugins.local.api._callers import Caller, OidcVerifier
 from oscar_plugins.local.api._definitions import (
@@ -91,6 +92,8 @@ class RuntimeConfig:
     ca: str | None = None
     #: Run jobs through the real faas-supervisor (``_podrun``); None: by its rules (``_supervisor``).
     supervisor: SupervisorSource | None = None
+    #: A real cluster's pod start and capacity, for benchmarks (``_latency``); None: none.
+    latency: LatencyModel | None = None
 
 
 def _event_too_long(service: dict[str, Any], body: bytes) -> bool:
@@ -127,7 +130,8 @@ class Runtime:
         runner = Runner(store, storage, config.engine, config.run_timeout, persona=config.persona,
                         supervisor=config.supervisor, secret_key=config.creds.s3_secret_key,
                         trust=trust_env(Path(config.ca)) if config.ca else {})
-        self.scheduler = Scheduler(config.cpus, config.memory, runner)
+        pods = PodGate(config.latency, config.data_dir / POD_RECORDS) if config.latency is not None else None
+        self.scheduler = Scheduler(config.cpus, config.memory, runner, pods)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self.started = time.time()

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oscar_plugins._validation import parse_memory
@@ -65,14 +66,22 @@ def _serve_args(args: argparse.Namespace) -> list[str]:
             out += [flag, str(value)]
     for issuer in args.oidc_issuer or []:
         out += ["--oidc-issuer", issuer]
+    if args.latency_model is not None:
+        spec = args.latency_model
+        out += ["--latency-model", str(Path(spec).absolute()) if Path(spec).is_file() else spec]
     return out + (["--tls"] if args.tls else [])
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     try:
+        if args.latency_model is not None:
+            from oscar_plugins.local._latency import load_latency_model  # lazy: keeps --help fast
+
+            model = load_latency_model(args.latency_model)
+            print(f"latency model: {model.describe() if model else 'none'} (benchmarks only)")
         info = up(args.data_dir, args.port, cpus=args.cpus, memory=args.memory, host=args.host,
                   serve_args=_serve_args(args))
-    except LocalClusterError as exc:
+    except (LocalClusterError, ValueError) as exc:
         print(f"oscar-plugins local up: {exc}", file=sys.stderr)
         return 1
     _print_info(info, secrets=args.show_credentials)
@@ -101,7 +110,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         cluster = LocalCluster(args.data_dir, args.port, host=args.host, cpus=args.cpus, memory=args.memory,
                                engine=args.engine, oscar_version=args.oscar_version, execution=args.execution,
                                supervisor=args.supervisor, minio_restart=args.minio_restart or 0.0,
-                               oidc_issuers=args.oidc_issuer or (), tls=args.tls)
+                               oidc_issuers=args.oidc_issuer or (), tls=args.tls, latency=args.latency_model)
     except (LocalClusterError, ValueError) as exc:
         print(f"oscar-plugins local serve: {exc}", file=sys.stderr)
         return 1
@@ -172,6 +181,10 @@ def add_local_commands(subparsers: Any) -> argparse.ArgumentParser:
             parser.add_argument("--tls", action="store_true",
                                 help="serve HTTPS with a generated CA (its path is printed: trust it with "
                                      "SSL_CERT_FILE / REQUESTS_CA_BUNDLE / AWS_CA_BUNDLE)")
+            parser.add_argument("--latency-model", default=None, metavar="FILE|PRESET",
+                                help="for benchmarks: behave as a remote cluster (pod start, capacity, API and S3 "
+                                     "round trips, S3 bandwidth): a preset (cloud, lan) or a YAML/JSON file "
+                                     "($OSCAR_PLUGINS_LOCAL_LATENCY); see docs/PERFORMANCE.md")
             parser.add_argument("--engine", default=None,
                                 help="where jobs run: host (default), podman, docker, apptainer, singularity, or auto "
                                      "(the first that answers); an engine pulls each service's image "

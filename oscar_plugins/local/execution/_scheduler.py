@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from typing import TYPE_CHECKING
 
 import psutil
 
 from oscar_plugins.local._store import FAILED
 from oscar_plugins.local.execution._process import kill_group
 from oscar_plugins.local.execution._runner import Execution, Runner
+
+if TYPE_CHECKING:
+    from oscar_plugins.local._latency import PodGate
 
 __all__ = ["Scheduler", "Unschedulable"]
 
@@ -40,12 +44,13 @@ class Scheduler:
         cpus: cores the cluster may hand out.
         memory: bytes the cluster may hand out.
         runner: executes admitted executions.
+        pods: a latency model's pod capacity and pod start-up (benchmarks only; ``_latency``).
     """
 
-    def __init__(self, cpus: float, memory: int, runner: Runner) -> None:
+    def __init__(self, cpus: float, memory: int, runner: Runner, pods: PodGate | None = None) -> None:
         self.capacity_m, self.capacity_mem = _millicores(cpus), memory
         self.used_m, self.used_mem = 0, 0
-        self.runner = runner
+        self.runner, self.pods = runner, pods
         self._queue: deque[Execution] = deque()
         self.pending: dict[str, Execution] = {}
         self.running: dict[str, Execution] = {}
@@ -79,7 +84,8 @@ class Scheduler:
 
     def _fits(self, ex: Execution) -> bool:
         return (self.used_m + _millicores(ex.cpu) <= self.capacity_m
-                and self.used_mem + ex.memory <= self.capacity_mem)
+                and self.used_mem + ex.memory <= self.capacity_mem
+                and (self.pods is None or self.pods.has_room(len(self.running))))
 
     def _dispatch(self) -> None:
         while self._queue:
@@ -99,9 +105,14 @@ class Scheduler:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, ex: Execution) -> None:
+        pod = None
         try:
+            if self.pods is not None:  # the job stays Pending while its pod starts
+                pod = await self.pods.start(ex.name, str(ex.service.get("name") or ""), ex.sync)
             await self.runner.execute(ex)
         finally:
+            if pod is not None and self.pods is not None:
+                self.pods.ended(pod)
             self.used_m -= _millicores(ex.cpu)
             self.used_mem -= ex.memory
             self.running.pop(ex.name, None)
