@@ -36,15 +36,18 @@ def _timed(cmd: list[str], env: Mapping[str, str] | None) -> tuple[float, object
 
 
 def scatter(branches: int, work: Path, *, cluster: str | None = None, env: Mapping[str, str] | None = None,
-            max_in_flight: int = 64) -> tuple[float, float, bool]:
-    """Run the scatter both ways; returns (oscar-cwl seconds, cwltool --parallel seconds, outputs identical)."""
+            max_in_flight: int = 64, batch: int = 1) -> tuple[float, float, bool]:
+    """Run the scatter both ways; returns (oscar-cwl seconds, cwltool --parallel seconds, outputs identical).
+
+    ``batch``: oscar-cwl's ``--oscar-batch`` (branches per OSCAR job)."""
     work.mkdir(parents=True, exist_ok=True)
     job = work / "job.json"
     job.write_text(json.dumps({"items": [f"word{i:04d}" for i in range(branches)]}))
     full_env = {**os.environ, **(env or {})}
     target = ["--oscar-cluster", cluster] if cluster else []
     ours, ours_out = _timed([str(BIN / "oscar-cwl"), "--quiet", *target, "--max-in-flight", str(max_in_flight),
-                             "--outdir", str(work / "oscar"), str(WORKFLOW), str(job)], full_env)
+                             "--oscar-batch", str(batch), "--outdir", str(work / "oscar"), str(WORKFLOW), str(job)],
+                            full_env)
     ref, ref_out = _timed([str(BIN / "cwltool"), "--quiet", "--parallel", "--no-container", "--outdir",
                            str(work / "cwltool"), str(WORKFLOW), str(job)], full_env)
     return ours, ref, normalize(ours_out) == normalize(ref_out)
@@ -55,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--branches", type=int, default=200)
     parser.add_argument("--cluster", default="local")
     parser.add_argument("--max-in-flight", type=int, default=64)
+    parser.add_argument("--oscar-batch", type=int, default=1, help="branches per OSCAR job (oscar-cwl --oscar-batch)")
     args = parser.parse_args(argv)
     ours, ref, same = scatter(args.branches, Path(tempfile.mkdtemp(prefix="oscar-cwl-bench-")), cluster=args.cluster,
-                              max_in_flight=args.max_in_flight)
-    print(f"{args.branches}-branch scatter: oscar-cwl (cluster {args.cluster!r}) {ours:.1f} s, "
+                              max_in_flight=args.max_in_flight, batch=args.oscar_batch)
+    print(f"{args.branches}-branch scatter: oscar-cwl (cluster {args.cluster!r}, --oscar-batch {args.oscar_batch}) "
+          f"{ours:.1f} s, "
           f"cwltool --parallel {ref:.1f} s; outputs identical: {same}")
     return 0 if same else 1
 

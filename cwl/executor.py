@@ -16,10 +16,12 @@ import contextlib
 import functools
 import logging
 import math
+import shutil
 import threading
 import time
 from collections import deque
 from concurrent.futures import InvalidStateError, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, cast
 
 from cwl_utils.types import CWLObjectType
@@ -32,10 +34,11 @@ from cwltool.task_queue import TaskQueue
 from cwltool.utils import JobsType
 from cwltool.workflow import Workflow
 
-from oscar_plugins import AGAIN, Batch, Job, JobState
+from oscar_plugins import AGAIN, Batch, Job, JobFailed, JobResult, JobState, OscarError
 
-from .job import OscarCommandLineJob, Submitted
-from .runner import RunnerSpec, format_cpu, format_memory
+from .job import OscarCommandLineJob, Prepared, Submitted
+from .plan import BATCH_MEMBER, render_batch_script
+from .runner import FETCH_UNAVAILABLE, RunnerSpec, format_cpu, format_memory
 from .timeline import StepTimeline
 from .tool import offloaded_tools
 
@@ -43,6 +46,20 @@ __all__ = ["OscarExecutor"]
 
 _logger = logging.getLogger("cwltool")
 _NOT_STARTED = (JobState.PENDING, JobState.SUSPENDED, JobState.UNKNOWN)
+
+
+def member_failure(folder: Path, job: Job, index: int) -> JobFailed | None:
+    """Why command ``index`` of a batch job left no results: its runner's exit code and message, or None
+    when it did leave them."""
+    if (folder / "result.tar").is_file():
+        return None
+    code_file, log_file = folder / "runner-exit", folder / "runner.log"
+    code = int(code_file.read_text().strip()) if code_file.is_file() else None
+    message = log_file.read_text(errors="replace").strip()[-2000:] if log_file.is_file() else ""
+    return JobFailed(f"command {index + 1} of batch job {job.name} could not run"
+                     + (f" (runner exit code {code})" if code is not None else "")
+                     + (f": {message}" if message else ": it left no results"),
+                     service=job.service, job=job.name, exit_code=code)
 
 
 class OscarExecutor(MultithreadedJobExecutor):
@@ -93,7 +110,10 @@ class OscarExecutor(MultithreadedJobExecutor):
                             self._print_valid(job, runtime_context)
                             return
                         self._dispatch(job, ctx)
-                    elif self._busy():
+                        self._launch(flush=False)  # batches fill while the workflow yields runnable jobs
+                        continue
+                    self._launch()
+                    if self._busy():
                         self.wait_for_next_completion(runtime_context)
                         self._expire_pending()
                         if self.parallel:
@@ -174,15 +194,130 @@ class OscarExecutor(MultithreadedJobExecutor):
             self.taskqueue.add(functools.partial(self._runner, job, ctx, TMPDIR_LOCK), ctx.workflow_eval_lock)
 
     # -- offloaded jobs ----------------------------------------------------------------------------
-    def _launch(self) -> None:
-        """Hand waiting offloaded jobs to the core's batch engine while it has room (lock held)."""
+    def _launch(self, flush: bool = True) -> None:
+        """Hand waiting offloaded jobs to the core's batch engine while it has room (lock held).
+
+        Jobs of tools with ``batch`` > 1 go in groups of up to ``batch`` with the same runner service, one
+        OSCAR job per group. With ``flush`` False (the workflow is still yielding runnable jobs) only full
+        groups go; with ``flush`` True, whatever is waiting.
+        """
         assert self._batch is not None  # set in run_jobs
         while self._waiting:
             job, ctx = self._waiting[0]
-            if not self._batch.add(*self._item(job, ctx), block=False):
-                return  # max_in_flight jobs are out: the next one goes when one ends
-            self._waiting.popleft()
-            self._remote += 1
+            size = job.target.batch
+            if size <= 1:
+                if not self._batch.add(*self._item(job, ctx), block=False):
+                    return  # max_in_flight jobs are out: the next one goes when one ends
+                self._waiting.popleft()
+                self._remote += 1
+                continue
+            key = self._group_key(job)
+            group = [(j, c) for j, c in self._waiting if j.target.batch == size and self._group_key(j) == key][:size]
+            if len(group) < size and not flush:
+                # not full yet: let single jobs and other groups behind it go, keep this group waiting
+                rest = [item for item in self._waiting if item[0].target.batch <= 1]
+                if not rest:
+                    return
+                job, ctx = rest[0]
+                if not self._batch.add(*self._item(job, ctx), block=False):
+                    return
+                self._waiting.remove(rest[0])
+                self._remote += 1
+                continue
+            if not self._batch.add(*self._group_item(group), block=False):
+                return
+            for member in group:
+                self._waiting.remove(member)
+            self._remote += len(group)
+
+    @staticmethod
+    def _group_key(job: OscarCommandLineJob) -> tuple[Any, ...]:
+        """Jobs that may share an OSCAR job: same cluster and runner service (image and resources)."""
+        try:
+            spec = job.runner_spec()
+        except (KeyError, TypeError, ValueError):
+            return (id(job),)  # resources not known: alone
+        return (job.target.cluster, spec)
+
+    def _group_item(self, group: list[tuple[OscarCommandLineJob, RuntimeContext]]) -> tuple[Any, Any, Any]:
+        """Several offloaded jobs as ONE batch item (one OSCAR job running their commands one after the other):
+        start prepares each and submits one job, finish collects once and judges each command from its own
+        results, done tells the workflow loop once per job."""
+        lock = cast(threading.Condition, group[0][1].workflow_eval_lock)
+        members: list[tuple[OscarCommandLineJob, RuntimeContext, Submitted]] = []
+        owed = [len(group)]  # jobs the workflow loop has not been told about yet
+
+        def told(n: int = 1) -> None:
+            for _ in range(n):
+                owed[0] -= 1
+                self._done(group[0][1])
+
+        def start() -> Job | None:
+            members.clear()
+            ready: list[tuple[OscarCommandLineJob, RuntimeContext, Prepared]] = []
+            for job, ctx in group:
+                prepared = job.prepare(ctx, TMPDIR_LOCK)
+                if prepared is None:
+                    told()  # it reported itself
+                else:
+                    ready.append((job, ctx, prepared))
+            if not ready:
+                return None
+            first = ready[0][2]
+            try:
+                batch_job = first.session.submit(first.service, render_batch_script([p.script for _, _, p in ready]))
+            except (OscarError, OSError, ValueError) as exc:
+                for job, ctx, _ in ready:
+                    job.not_submitted(ctx, exc)
+                told(len(ready))
+                return None
+            for i, (job, ctx, prepared) in enumerate(ready):
+                note = f" (command {i + 1} of {len(ready)} in one job)"
+                members.append((job, ctx, job.submitted(ctx, prepared, batch_job, note)))
+            with lock:
+                self._active[id(members[0][2])] = members[0][2]
+            return batch_job
+
+        def finish(batch_job: Job) -> Any:
+            lead = members[0][2]
+            with lock:
+                self._active.pop(id(lead), None)
+            expired = lead.expired
+            work = Path(group[0][1].create_tmpdir())
+            collected: JobResult | None = None
+            try:
+                failure: BaseException | None = None
+                try:
+                    collected = lead.session.collect(batch_job, work) if expired is None else None
+                except (OscarError, OSError, ValueError) as exc:
+                    failure = exc
+                if isinstance(failure, JobFailed) and failure.exit_code == FETCH_UNAVAILABLE and lead.fetch:
+                    members[0][0].cannot_fetch(lead)
+                    for job, _, submitted in members:
+                        job.sessions.finished(submitted.session, batch_job)
+                    return AGAIN  # every command again, each with its inputs inside
+                for i, (job, ctx, submitted) in enumerate(members):
+                    submitted.expired = expired
+                    folder = work / BATCH_MEMBER.format(i)
+                    job.conclude(ctx, submitted, folder, failure or member_failure(folder, batch_job, i))
+                    if self.timeline is not None:
+                        self.timeline.offloaded(str(job.name), submitted, job.outdir)
+                    told()
+            finally:
+                lead.session.cleanup(lead.service, batch_job, collected.objects if collected is not None else None)
+                shutil.rmtree(work, ignore_errors=True)
+            return None
+
+        def done(_result: Any, error: BaseException | None) -> None:
+            if owed[0] <= 0:
+                return
+            if error is not None:
+                with lock:
+                    self.exceptions.append(error if isinstance(error, WorkflowException)
+                                           else WorkflowException(str(error)))
+            told(owed[0])
+
+        return start, finish, done
 
     def _item(self, job: OscarCommandLineJob, ctx: RuntimeContext) -> tuple[Any, Any, Any]:
         """One offloaded job as a batch item: start stages and submits it, finish collects it (or asks for

@@ -11,6 +11,7 @@ Namespace (stable, documented in ``cwl/README.md``)::
         memory: 16Gi             # service memory (overrides ResourceRequirement); a number means MiB
         gpu: true                # enable_gpu
         interLinkNode: vk-hpc    # run on an interLink virtual node (HPC offload)
+        batch: 20                # run up to 20 of this tool's jobs (scatter branches) in one OSCAR job
         offload: false           # keep this step local even with --offload all
 
 Everything here is pure: parsing the hint and the extension schema text that makes ``--strict``
@@ -51,6 +52,9 @@ _OFFLOAD_RECORD: dict[str, Any] = {
         {"name": NAMESPACE + "gpu", "type": ["null", "boolean", "int"], "doc": "enable a GPU"},
         {"name": NAMESPACE + "interLinkNode", "type": ["null", "string"],
          "doc": "interLink virtual node to run on"},
+        {"name": NAMESPACE + "batch", "type": ["null", "int"],
+         "doc": "run up to this many of the tool's jobs (e.g. scatter branches) in one OSCAR job, one after "
+                "the other: one pod start for many short commands; 1 = one job each"},
     ],
 }
 # Kubernetes quantities, as OSCAR validates them (cores or millicores; bytes with an optional suffix).
@@ -72,6 +76,8 @@ class OffloadHint:
     memory: str | None = None
     gpu: bool = False
     interlink_node: str | None = None
+    #: jobs per OSCAR job (None: the runner's ``--oscar-batch``).
+    batch: int | None = None
 
 
 def _field(hint: Mapping[str, Any], name: str) -> Any:
@@ -96,12 +102,15 @@ def parse_offload_hint(hint: Mapping[str, Any] | None) -> OffloadHint | None:
     memory = _field(hint, "memory")
     gpu = _field(hint, "gpu")
     node = _field(hint, "interLinkNode")
+    batch = _field(hint, "batch")
     if offload is not None and not isinstance(offload, bool):
         raise HintError(f"oscar:Offload offload must be true or false, got {offload!r}")
     if cluster is not None and not isinstance(cluster, str):
         raise HintError(f"oscar:Offload cluster must be a profile name, got {cluster!r}")
     if node is not None and not isinstance(node, str):
         raise HintError(f"oscar:Offload interLinkNode must be a node name, got {node!r}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise HintError(f"oscar:Offload batch must be a whole number of jobs, at least 1, got {batch!r}")
     if gpu is not None and not isinstance(gpu, (bool, int)):
         raise HintError(f"oscar:Offload gpu must be true/false or a count, got {gpu!r}")
     return OffloadHint(
@@ -111,6 +120,7 @@ def parse_offload_hint(hint: Mapping[str, Any] | None) -> OffloadHint | None:
         memory=None if memory is None else _memory(memory),
         gpu=bool(gpu),
         interlink_node=node or None,
+        batch=batch,
     )
 
 

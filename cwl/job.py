@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from .session import ClusterSession, Sessions
 
-__all__ = ["OffloadTarget", "OscarCommandLineJob", "Submitted", "process_status"]
+__all__ = ["OffloadTarget", "OscarCommandLineJob", "Prepared", "Submitted", "process_status"]
 
 _logger = logging.getLogger("cwltool")
 
@@ -59,6 +59,20 @@ class OffloadTarget:
     memory: str | None = None
     gpu: bool = False
     interlink_node: str | None = None
+    #: jobs of this tool run in one OSCAR job, at most (1: each its own)
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job ready to submit: where, its plan and the job script the runner sources."""
+
+    session: ClusterSession
+    service: Service
+    plan: JobPlan
+    script: str
+    fetch: bool
+    inputs: list[dict[str, Any]] | None
 
 
 @dataclass
@@ -121,6 +135,19 @@ class OscarCommandLineJob(JobBase):
 
     def start(self, runtimeContext: RuntimeContext, tmpdir_lock: threading.Lock | None = None) -> Submitted | None:
         """Stage the inputs and submit; on failure the job is reported (permanentFail) and None returned."""
+        prepared = self.prepare(runtimeContext, tmpdir_lock)
+        if prepared is None:
+            return None
+        try:
+            job = prepared.session.submit(prepared.service, prepared.script)
+        except (OscarError, OSError, ValueError) as exc:
+            self.not_submitted(runtimeContext, exc)
+            return None
+        return self.submitted(runtimeContext, prepared, job)
+
+    def prepare(self, runtimeContext: RuntimeContext, tmpdir_lock: threading.Lock | None = None) -> Prepared | None:
+        """Everything before the submit: stage the inputs and write the job script. On failure the job is
+        reported (permanentFail) and None returned."""
         try:
             if tmpdir_lock:
                 with tmpdir_lock:
@@ -142,21 +169,28 @@ class OscarCommandLineJob(JobBase):
                                    fetch=fetch)
             script = render_job_script(plan, refs)
             shutil.rmtree(work, ignore_errors=True)
-            job = session.submit(service, script)
         except UnsupportedRequirement:
             raise
         except (OscarError, WorkflowException, OSError, ValueError) as exc:
-            _logger.error("[job %s] could not be submitted to OSCAR: %s", self.name, exc,
-                          exc_info=runtimeContext.debug)
-            self._report({}, "permanentFail", runtimeContext)
+            self.not_submitted(runtimeContext, exc)
             return None
+        return Prepared(session, service, plan, script, fetch, self._input_hashes(runtimeContext, plan))
+
+    def not_submitted(self, runtimeContext: RuntimeContext, exc: BaseException) -> None:
+        """Report a job that could not be prepared or submitted (permanentFail)."""
+        _logger.error("[job %s] could not be submitted to OSCAR: %s", self.name, exc, exc_info=runtimeContext.debug)
+        self._report({}, "permanentFail", runtimeContext)
+
+    def submitted(self, runtimeContext: RuntimeContext, prepared: Prepared, job: Job, batch: str = "") -> Submitted:
+        """Record that the job is on the cluster (alone, or as one command of a batch job)."""
+        session, service = prepared.session, prepared.service
         self.sessions.started(session, job)
         if runtimeContext.research_obj is not None and runtimeContext.prov_obj is not None and \
                 runtimeContext.process_run_id is not None:
             runtimeContext.prov_obj.used_artefacts(self.joborder, runtimeContext.process_run_id, str(self.name))
-        _logger.info("[job %s] submitted to OSCAR cluster %r as %s/%s", self.name, session.name, service.name,
-                     job.name)
-        return Submitted(session, service, job, plan, fetch=fetch, inputs=self._input_hashes(runtimeContext, plan))
+        _logger.info("[job %s] submitted to OSCAR cluster %r as %s/%s%s", self.name, session.name, service.name,
+                     job.name, batch)
+        return Submitted(session, service, job, prepared.plan, fetch=prepared.fetch, inputs=prepared.inputs)
 
     def _prepare(self, runtimeContext: RuntimeContext) -> None:
         """``JobBase._setup`` without its local GPU check (the GPU is the cluster's)."""
@@ -213,20 +247,48 @@ class OscarCommandLineJob(JobBase):
         """Download and unpack the results, collect the CWL outputs, report them. Returns True instead when
         the job must be submitted again: its image could not download its inputs, which now travel inside
         the job."""
-        outputs: CWLObjectType = {}
-        status = "permanentFail"
-        again = False
-        rc: int | None = None
-        collected_files: list[dict[str, Any]] = []
         work = Path(runtimeContext.create_tmpdir())
         collected: JobResult | None = None
+        again = False
+        try:
+            try:
+                collected = submitted.session.collect(submitted.job, work) if submitted.expired is None else None
+                failure: BaseException | None = None
+            except (OscarError, OSError, ValueError) as exc:
+                failure = exc
+            if isinstance(failure, JobFailed) and failure.exit_code == FETCH_UNAVAILABLE and submitted.fetch:
+                self.cannot_fetch(submitted)
+                again = True
+                self.sessions.finished(submitted.session, submitted.job)
+            else:
+                self.conclude(runtimeContext, submitted, work, failure)
+        finally:
+            submitted.session.cleanup(submitted.service, submitted.job,
+                                      collected.objects if collected is not None else None)
+            shutil.rmtree(work, ignore_errors=True)
+        return again
+
+    def cannot_fetch(self, submitted: Submitted) -> None:
+        submitted.session.cannot_fetch(self.target.image)
+        _logger.info("[job %s] image %s has no curl, wget or python3 to download inputs: from now on its "
+                     "jobs carry every input inside them; submitting this one again", self.name, self.target.image)
+
+    def conclude(self, runtimeContext: RuntimeContext, submitted: Submitted, work: Path,
+                 failure: BaseException | None) -> None:
+        """Judge and report the job from its downloaded results in ``work`` (``result.tar``), or from
+        ``failure``: why they could not be collected."""
+        outputs: CWLObjectType = {}
+        status = "permanentFail"
+        rc: int | None = None
+        collected_files: list[dict[str, Any]] = []
         try:
             if submitted.expired is not None:
                 raise JobFailed(f"it did not start within {submitted.expired:g} s and was cancelled: check that its "
                                 f"image {self.target.image!r} can be pulled and that the cluster has room for cpu "
                                 f"{submitted.service.cpu} / memory {submitted.service.memory}",
                                 service=submitted.service.name, job=submitted.job.name)
-            collected = submitted.session.collect(submitted.job, work)
+            if failure is not None:
+                raise failure
             self._unpack(work, submitted.plan)
             meta = work / "meta"
             rc = int((meta / "exit-code").read_text().strip())
@@ -244,14 +306,7 @@ class OscarCommandLineJob(JobBase):
             outputs = bytes2str_in_dicts(self.collect_outputs(self.outdir, rc))  # type: ignore[assignment]
             self._drop_secret_files(runtimeContext)
         except JobFailed as exc:
-            if exc.exit_code == FETCH_UNAVAILABLE and submitted.fetch:
-                submitted.session.cannot_fetch(self.target.image)
-                _logger.info("[job %s] image %s has no curl, wget or python3 to download inputs: from now on its "
-                             "jobs carry every input inside them; submitting this one again", self.name,
-                             self.target.image)
-                again = True
-            else:
-                _logger.error("[job %s] OSCAR job %s failed: %s", self.name, submitted.job.name, exc)
+            _logger.error("[job %s] OSCAR job %s failed: %s", self.name, submitted.job.name, exc)
             status = "permanentFail"
         except WorkflowException as exc:
             _logger.error("[job %s] Job error:\n%s", self.name, exc, exc_info=runtimeContext.debug)
@@ -262,15 +317,8 @@ class OscarCommandLineJob(JobBase):
             status = "permanentFail"
         finally:
             self.sessions.finished(submitted.session, submitted.job)
-        try:
-            if not again:
-                self._record(runtimeContext, submitted, rc, status, collected_files)
-                self._report(outputs, status, runtimeContext)  # first: downstream steps wait for it
-        finally:
-            submitted.session.cleanup(submitted.service, submitted.job,
-                                      collected.objects if collected is not None else None)
-            shutil.rmtree(work, ignore_errors=True)
-        return again
+        self._record(runtimeContext, submitted, rc, status, collected_files)
+        self._report(outputs, status, runtimeContext)  # downstream steps wait for it
 
     # -- --provenance ------------------------------------------------------------------------------
     def _input_hashes(self, runtimeContext: RuntimeContext, plan: JobPlan) -> list[dict[str, Any]] | None:

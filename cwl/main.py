@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "offload: false), only those with an oscar:Offload hint, or none (default: all)")
     group.add_argument("--max-in-flight", type=_positive, default=64, metavar="N",
                        help="offloaded jobs on the cluster at once, at most (default: 64)")
+    group.add_argument("--oscar-batch", type=_positive, default=1, metavar="N",
+                       help="run up to N jobs of one tool (e.g. scatter branches) in one OSCAR job, one after the "
+                            "other: one pod start and one staging round for N short commands, each branch's "
+                            "outputs, exit code and log kept apart. Helps when steps are much shorter than a pod "
+                            "start; a tool's oscar:Offload hint 'batch:' wins (default: 1, each job its own)")
     group.add_argument("--oscar-image", metavar="IMAGE", default=None,
                        help="image for offloaded tools without DockerRequirement (default: --default-container "
                             f"if given, else {DEFAULT_IMAGE})")
@@ -171,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sessions = Sessions(args.oscar_cluster, keep_jobs=args.oscar_keep_jobs)
     settings = OscarSettings(offload=args.offload, cluster=args.oscar_cluster,
                              default_image=args.oscar_image or args.default_container or DEFAULT_IMAGE,
-                             sessions=sessions)
+                             batch=args.oscar_batch, sessions=sessions)
     executor = OscarExecutor(args.max_in_flight, parallel=bool(args.parallel), parallel_max=args.parallel_max,
                              start_timeout=args.oscar_start_timeout)
     executor.timeline = timeline

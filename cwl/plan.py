@@ -28,6 +28,7 @@ from typing import Literal
 from cwltool.pathmapper import MapperEnt
 
 __all__ = [
+    "BATCH_MEMBER",
     "REMOTE_BASE",
     "Inline",
     "JobPlan",
@@ -36,6 +37,7 @@ __all__ = [
     "Source",
     "Url",
     "build_placements",
+    "render_batch_script",
     "render_job_script",
 ]
 
@@ -230,4 +232,36 @@ def render_job_script(plan: JobPlan, refs: Mapping[str, Inline | Url]) -> str:
     lines.append("}")
     lines.append("oc_run " + " ".join(_q(str(a)) for a in plan.argv))
     lines.append("oc_pack")
+    return "\n".join(lines) + "\n"
+
+
+#: Inside a batch job, command ``i`` writes its ``result.tar`` (or, when it could not be prepared,
+#: ``runner.log`` and ``runner-exit``) into this sub-folder of the job's output folder.
+BATCH_MEMBER = "b{}"
+
+
+def render_batch_script(scripts: Sequence[str]) -> str:
+    """One job script running several job scripts one after the other (short steps batched: one pod start,
+    one upload and one download for all of them).
+
+    Each runs in a subshell with its own result folder (:data:`BATCH_MEMBER`) and leaves no directory behind
+    for the next, so a command that fails, or
+    one that could not be prepared (its runner exit code and message are kept in ``runner-exit`` and
+    ``runner.log``), does not stop the others. The batch exits 69 (the runner's "cannot fetch") when a
+    member did, so that the whole batch is sent again with its inputs inside.
+    """
+    if not scripts:
+        raise ValueError("a batch needs at least one job script")
+    lines = [f"# oscar-cwl batch of {len(scripts)} job scripts, run one after the other",
+             'oc_top="$oc_result"', "oc_fetchless=0"]
+    for i, script in enumerate(scripts):
+        member = '"$oc_top/' + BATCH_MEMBER.format(i) + '"'
+        lines += [f"mkdir -p {member} || oc_fail 'cannot create the result folder of command {i}'",
+                  f'( oc_result={member}; trap \'[ -n "${{oc_root:-}}" ] && rm -rf "$oc_root"\' EXIT',
+                  script.rstrip("\n"), f") 2> {member}/runner.log",
+                  "oc_x=$?",
+                  f'if [ "$oc_x" -ne 0 ]; then echo "$oc_x" > {member}/runner-exit; fi',
+                  '[ "$oc_x" -eq 69 ] && oc_fetchless=1',
+                  f'[ -s {member}/runner.log ] || rm -f {member}/runner.log']
+    lines.append('if [ "$oc_fetchless" -eq 1 ]; then exit 69; fi')
     return "\n".join(lines) + "\n"

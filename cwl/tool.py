@@ -70,6 +70,8 @@ class OscarSettings:
     offload: str = "all"
     cluster: str | None = None
     default_image: str = DEFAULT_IMAGE
+    #: ``--oscar-batch``: jobs of one tool per OSCAR job when its hint does not say (1: each its own)
+    batch: int = 1
     sessions: Sessions | None = field(default=None, repr=False)
     #: With ``--provenance``: the records of offloaded steps, written into the research object at the end.
     records: OffloadRecords = field(default_factory=OffloadRecords, repr=False)
@@ -120,9 +122,9 @@ def offload_target(doc: Mapping[str, Any], ctx: LoadingContext, settings: OscarS
     if hint is not None and not hint.offload:
         return None
     if hint is None:
-        return OffloadTarget(settings.cluster, settings.default_image)
+        return OffloadTarget(settings.cluster, settings.default_image, batch=settings.batch)
     return OffloadTarget(hint.cluster or settings.cluster, settings.default_image, hint.cpu, hint.memory, hint.gpu,
-                         hint.interlink_node)
+                         hint.interlink_node, hint.batch or settings.batch)
 
 
 def make_tool(toolpath_object: CommentedMap, loadingContext: LoadingContext) -> Process:

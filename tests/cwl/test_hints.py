@@ -68,3 +68,13 @@ def test_strict_validation_accepts_the_hint_without_warnings():
     assert proc.returncode == 0, proc.stderr
     assert "is valid CWL" in proc.stdout
     assert "Unknown hint" not in proc.stderr and "undefined reference" not in proc.stderr
+
+
+def test_batch_is_a_whole_number_of_jobs() -> None:
+    from oscar_plugins.cwl.hints import HintError, parse_offload_hint
+
+    assert parse_offload_hint({"class": "oscar:Offload", "batch": 20}).batch == 20
+    assert parse_offload_hint({"class": "oscar:Offload"}).batch is None
+    for bad in (0, -1, 2.5, "10", True):
+        with pytest.raises(HintError, match="batch must be a whole number of jobs, at least 1"):
+            parse_offload_hint({"class": "oscar:Offload", "batch": bad})

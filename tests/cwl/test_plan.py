@@ -202,3 +202,35 @@ def test_s3_inputs_are_mapped_without_download():
     assert split_s3("s3://data/a/b.nc") == ("data", "a/b.nc")
     with pytest.raises(ValueError, match="s3://"):
         split_s3("s3://only-bucket")
+
+
+def test_a_batch_runs_each_command_apart_and_keeps_a_failed_preparation_to_its_command(tmp_path):
+    from oscar_plugins.cwl.plan import BATCH_MEMBER, render_batch_script
+
+    ok = Layout.new("ok", str(tmp_path / "pod"))
+    bad = Layout.new("bad", str(tmp_path / "pod"))
+    fails = Layout.new("fails", str(tmp_path / "pod"))
+    scripts = [
+        render_job_script(JobPlan(ok, ["/bin/sh", "-c", "echo one > out.txt"]), {}),
+        render_job_script(JobPlan(bad, ["true"], sources=[Source("stg1", "/x", "file")]),
+                          {"stg1": Url("file:///nonexistent/input")}),  # its input cannot be fetched
+        render_job_script(JobPlan(fails, ["/bin/sh", "-c", "echo three > out.txt; exit 3"]), {}),
+    ]
+    result = tmp_path / "result"
+    result.mkdir()
+    batch = tmp_path / "batch.sh"
+    batch.write_text(render_batch_script(scripts))
+    env = {"PATH": os.environ["PATH"], "INPUT_FILE_PATH": str(batch), "TMP_OUTPUT_DIR": str(result), "JOB_UUID": "b"}
+    proc = subprocess.run(["/bin/sh", "-c", RUNNER_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr  # one command that could not run does not fail the others' job
+    first, second, third = (result / BATCH_MEMBER.format(i) for i in range(3))
+    assert sorted(p.name for p in first.iterdir()) == ["result.tar"]
+    assert "out/out.txt" in _members(first / "result.tar")
+    assert not (second / "result.tar").exists()
+    assert (second / "runner-exit").read_text().strip() == "70"
+    assert "could not download input stg1" in (second / "runner.log").read_text()
+    dest, work = tmp_path / "third-out", tmp_path / "third-work"
+    unpack_result(third / "result.tar", dest, work)
+    assert (work / "meta" / "exit-code").read_text().strip() == "3"  # the command's own exit code is data
+    assert (dest / "out.txt").read_text() == "three\n"
+    assert not (tmp_path / "pod").exists() or not any((tmp_path / "pod").iterdir())  # each cleaned after itself
