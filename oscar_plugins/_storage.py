@@ -20,6 +20,7 @@ import os
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["CAS_PREFIX", "ObjectInfo", "Storage", "sha256_file"]
 
 CAS_PREFIX = "oscar-plugins/cas/"
+#: Where a large file is uploaded while it is hashed (its key is not its hash; the hash cache maps them).
+UPLOAD_PREFIX = "oscar-plugins/up/"
 _CHUNK = 8 * 1024 * 1024
 _PART = 8 * 1024 * 1024
 _MAX_PART = 32 * 1024 * 1024
@@ -72,27 +75,51 @@ def sha256_file(path: Path) -> str:
 
 
 class _HashCache:
-    """sha256 of files by (path, size, mtime_ns, inode), in a small SQLite file."""
+    """sha256 of files by (path, size, mtime_ns, inode), and where content was uploaded under a key that is
+    not its hash (an upload that hashed as it went), in a small SQLite file."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self._db.execute("CREATE TABLE IF NOT EXISTS h (path TEXT PRIMARY KEY, size INT, mtime INT, "
                          "ino INT, sha TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS uploaded (endpoint TEXT, bucket TEXT, sha TEXT, key TEXT, "
+                         "size INT, PRIMARY KEY (endpoint, bucket, sha))")
         self._lock = threading.Lock()
+
+    def known(self, path: Path, st: os.stat_result | None = None) -> str | None:
+        """The file's sha256 when it was hashed since it last changed, else None (nothing is read)."""
+        st = st or path.stat()
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime, ino, sha FROM h WHERE path=?",
+                                   (str(path.resolve()),)).fetchone()
+        if row and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return str(row[3])
+        return None
+
+    def remember(self, path: Path, st: os.stat_result, sha: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO h VALUES (?,?,?,?,?)",
+                             (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, sha))
 
     def sha256(self, path: Path) -> str:
         st = path.stat()
-        key = str(path.resolve())
-        with self._lock:
-            row = self._db.execute("SELECT size, mtime, ino, sha FROM h WHERE path=?", (key,)).fetchone()
-        if row and tuple(row[:3]) == (st.st_size, st.st_mtime_ns, st.st_ino):
-            return str(row[3])
-        sha = sha256_file(path)
-        with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO h VALUES (?,?,?,?,?)",
-                             (key, st.st_size, st.st_mtime_ns, st.st_ino, sha))
+        sha = self.known(path, st)
+        if sha is None:
+            sha = sha256_file(path)
+            self.remember(path, st, sha)
         return sha
+
+    def uploaded(self, endpoint: str, bucket: str, sha: str) -> tuple[str, int] | None:
+        """(key, size) of content uploaded earlier under a key that is not its hash."""
+        with self._lock:
+            row = self._db.execute("SELECT key, size FROM uploaded WHERE endpoint=? AND bucket=? AND sha=?",
+                                   (endpoint, bucket, sha)).fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def record_upload(self, endpoint: str, bucket: str, sha: str, key: str, size: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO uploaded VALUES (?,?,?,?,?)", (endpoint, bucket, sha, key, size))
 
 
 @dataclass(frozen=True)
@@ -217,10 +244,14 @@ class Storage:
         return StorageError(f"object store error on {bucket}/{key}: {exc.__class__.__name__}: {exc}")
 
     # -- uploads ---------------------------------------------------------------------------------
+    def _cache(self) -> _HashCache:
+        with self._lock:
+            if self._hashes is None:
+                self._hashes = _HashCache(cache_dir() / "hashes.sqlite")
+            return self._hashes
+
     def file_sha256(self, path: Path) -> str:
-        if self._hashes is None:
-            self._hashes = _HashCache(cache_dir() / "hashes.sqlite")
-        return self._hashes.sha256(path)
+        return self._cache().sha256(path)
 
     def exists(self, bucket: str, key: str) -> int | None:
         """The object's size, or None when it does not exist."""
@@ -236,18 +267,70 @@ class Storage:
             raise self._error(exc, bucket, key) from None
         return int(head["ContentLength"])
 
+    #: A file never hashed before and at least this large is uploaded while it is hashed (see :meth:`stage`).
+    overlap_min: ClassVar[int] = 64 * 1024 * 1024
+
     def stage(self, bucket: str, path: Path) -> str:
-        """Upload ``path`` content-addressed (once) and return its key."""
+        """Upload ``path`` once and return its key; content already on the store is not sent again.
+
+        The key is the content's sha256 (under :data:`CAS_PREFIX`) when the hash is known before the upload:
+        small files, and files hashed before (the hash cache answers from their size, mtime and inode without
+        reading them). A large file never hashed before is not read twice: it is uploaded under a fresh key
+        while another thread hashes it (the upload runs at the link's rate, the hash on another core), and
+        the hash cache then remembers which key holds that content, so staging it again sends nothing.
+        """
         if not path.is_file():
             raise InputNotFound(f"input file {path} does not exist (or is not a file): check the path")
-        key = CAS_PREFIX + self.file_sha256(path)
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        cache = self._cache()
+        sha = cache.known(path, st)
+        if sha is None and size >= self.overlap_min:
+            return self._stage_hashing(bucket, path, st)
+        if sha is None:
+            sha = cache.sha256(path)
+        earlier = cache.uploaded(self.endpoint, bucket, sha)
+        if earlier is not None and earlier[1] == size and self.exists(bucket, earlier[0]) == size:
+            return earlier[0]
+        key = CAS_PREFIX + sha
         if self.exists(bucket, key) == size:
             return key
         self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
                     bucket, key)
         with self._lock:
             self.bytes_uploaded += size
+        return key
+
+    def _stage_hashing(self, bucket: str, path: Path, st: os.stat_result) -> str:
+        """Upload under a fresh key while a thread hashes the file; remember the content's key."""
+        key = UPLOAD_PREFIX + uuid.uuid4().hex
+        digest: list[str | BaseException] = []
+
+        def hash_it() -> None:
+            try:
+                digest.append(sha256_file(path))
+            except BaseException as exc:  # handed to the caller below
+                digest.append(exc)
+
+        hasher = threading.Thread(target=hash_it, name="oscar-stage-hash", daemon=True)
+        hasher.start()
+        try:
+            self._whole(lambda: self.client.upload_file(str(path), bucket, key, Config=self._transfer_config()),
+                        bucket, key)
+        finally:
+            hasher.join()
+        with self._lock:
+            self.bytes_uploaded += st.st_size
+        after = path.stat()
+        if isinstance(digest[0], BaseException) or \
+                (after.st_size, after.st_mtime_ns, after.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            # changed while it was read (or unreadable for the hasher): the upload is what the job gets;
+            # nothing is remembered, so the next stage reads it afresh
+            log.warning("%s changed while it was uploaded; its next staging uploads it again", path)
+            return key
+        cache = self._cache()
+        cache.remember(path, st, digest[0])
+        cache.record_upload(self.endpoint, bucket, digest[0], key, st.st_size)
         return key
 
     def stage_bytes(self, bucket: str, data: bytes) -> str:

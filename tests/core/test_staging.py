@@ -1,0 +1,58 @@
+"""Staging inputs: content sent once, and a large new file read once (uploaded while it is hashed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from oscar_plugins import Storage
+from oscar_plugins._storage import CAS_PREFIX, UPLOAD_PREFIX
+
+
+@pytest.fixture()
+def storage(local_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("OSCAR_PLUGINS_CACHE_DIR", str(tmp_path / "cache"))
+    lc = local_cluster
+    st = Storage(lc.s3_endpoint, lc.s3_access_key, lc.s3_secret_key, verify=False)
+    bucket = f"staging-{os.getpid()}-{tmp_path.name[-12:].lower().replace('_', '-')}"
+    st.client.create_bucket(Bucket=bucket)
+    st.overlap_min = 1 << 20  # "large" from 1 MiB, for the test
+    yield st, bucket
+    st.close()
+
+
+def _file(path: Path, size: int, seed: int) -> Path:
+    path.write_bytes(bytes((i * seed) % 251 for i in range(size)))
+    return path
+
+
+def test_a_small_file_goes_under_its_hash_once(storage, tmp_path):
+    st, bucket = storage
+    small = _file(tmp_path / "small.bin", 4096, 7)
+    key = st.stage(bucket, small)
+    assert key.startswith(CAS_PREFIX) and st.get_bytes(bucket, key) == small.read_bytes()
+    sent = st.bytes_uploaded
+    assert st.stage(bucket, small) == key and st.bytes_uploaded == sent  # unchanged: nothing sent
+
+
+def test_a_large_new_file_is_uploaded_while_hashed_and_never_sent_twice(storage, tmp_path):
+    st, bucket = storage
+    big = _file(tmp_path / "big.bin", 3 << 20, 13)
+    key = st.stage(bucket, big)
+    assert key.startswith(UPLOAD_PREFIX)  # its hash was not known before the upload: a fresh key
+    assert st.get_bytes(bucket, key) == big.read_bytes()
+    assert st.bytes_uploaded == 3 << 20
+    assert st.stage(bucket, big) == key and st.bytes_uploaded == 3 << 20  # the hash cache knows where it is
+
+    # the object went away (a cleaned bucket): sent again, now under its hash, which is known
+    st.client.delete_object(Bucket=bucket, Key=key)
+    again = st.stage(bucket, big)
+    assert again.startswith(CAS_PREFIX) and st.get_bytes(bucket, again) == big.read_bytes()
+    assert st.bytes_uploaded == 6 << 20
+
+    # changed content: a new upload, never the old object
+    big.write_bytes(b"x" * (2 << 20))
+    changed = st.stage(bucket, big)
+    assert changed not in (key, again) and st.get_bytes(bucket, changed) == b"x" * (2 << 20)
