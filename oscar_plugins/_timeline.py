@@ -282,13 +282,15 @@ def _png(rows: Sequence[TimelineRow], title: str, totals: TimelineTotals) -> byt
 
     groups, _ = layout(rows)
     bars: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    # A step that ran a few milliseconds in a run of minutes still shows (the HTML draws 1 pixel at least).
+    least = max([b for _, items in groups for p in items for _, _, b in p.spans] + [0.0]) * 0.003
     for _, items in groups:
         for p in items:
             for segment, start, end in p.spans:
                 ys, lefts, widths = bars.setdefault(_colour(p.row, segment), ([], [], []))
                 ys.append(p.line)
                 lefts.append(start)
-                widths.append(max(end - start, 0.0))
+                widths.append(max(end - start, least if segment == "running" else 0.0))
     bands = [(f"{_short(name, 30)} ({len(items)})", items[0].line, items[-1].line) for name, items in groups]
     labels = [_short(p.row.name, 36) for _, items in groups for p in items]
     return render_png(bars, bands, labels, title, totals.summary(), _LEGEND)
