@@ -6,10 +6,10 @@ tools, one ``CreateAction`` per step run with its inputs and outputs, and the ``
 :func:`add_offload_records` then adds, for every record of :mod:`oscar_plugins.cwl.provenance`:
 
 * an ``OscarJob`` entity, linked from the step's action as ``oscarJob``: the job's name, cluster, endpoint,
-  service, resources and times (ad-hoc terms in the ``oscar:Offload`` hint's namespace, each defined in the
-  crate's ``@context`` and described by an ``rdf:Property`` entity, as RO-Crate asks of ad-hoc terms);
-* the record itself, ``oscar/<job>.json`` (with the sha256 of every staged input and collected output);
-* ``sha256`` on the ``File`` entities the action used and produced.
+  service, resources and times, and the record itself, ``oscar/<job>.json`` (with the sha256 of every staged
+  input and collected output), by the core's :func:`oscar_plugins.add_oscar_job` (which the Airflow and
+  itwinai crates use too: the same terms, defined in the crate's ``@context``);
+* ``sha256`` on the ``File`` entities the action used and produced (:func:`oscar_plugins.add_file_hashes`).
 
 :func:`check_output_path` and :func:`prepare` check the paths before any job runs.
 """
@@ -19,16 +19,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from oscar_plugins import sha256_file
+from oscar_plugins import CRATE_TERMS, add_file_hashes, add_oscar_job
 
-from .hints import NAMESPACE
 from .provenance import RECORDS_FOLDER
 
 if TYPE_CHECKING:
@@ -40,20 +38,8 @@ __all__ = ["TERMS", "add_offload_records", "check_output_path", "export_crate", 
 
 _logger = logging.getLogger("cwltool")
 
-#: The ad-hoc terms of the crate (``NAMESPACE`` + name) and what each means.
-TERMS = {
-    "OscarJob": "A job that ran one workflow step on an OSCAR serverless cluster.",
-    "oscarJob": "The OSCAR job that ran this step.",
-    "oscarCluster": "The name of the cluster's profile in the configuration of the run.",
-    "oscarEndpoint": "The cluster's API endpoint (without credentials).",
-    "oscarService": "The OSCAR service the job ran under (its image and resources).",
-    "oscarCpu": "The CPU the job's service asked for (a Kubernetes quantity).",
-    "oscarMemory": "The memory the job's service asked for (a Kubernetes quantity).",
-    "oscarState": "The job's last state as the cluster reported it (Succeeded, Failed, ...).",
-    "oscarExitCode": "The exit code of the step's command in the job.",
-    "oscarSubmitTime": "When oscar-cwl submitted the job.",
-    "oscarCollectTime": "When oscar-cwl had collected the job's outputs.",
-}
+#: The ad-hoc terms of the crate (the core's, in the ``oscar:Offload`` hint's namespace) and what each means.
+TERMS = CRATE_TERMS
 _INSTALL = ("pip install 'oscar-plugins[cwl,provenance]' && pip install --no-deps 'runcrate>=0.6.2,<0.7' "
             "(see cwl/README.md, 'Provenance')")
 
@@ -158,8 +144,6 @@ def export_crate(research_object: Path, dest: Path) -> Path:
 
 def add_offload_records(crate: ROCrate, research_object: Path) -> int:
     """Add the OSCAR records of ``research_object`` to ``crate`` (built from it); returns how many."""
-    from rocrate.model.contextentity import ContextEntity
-
     actions = {str(a.get("name")): a for a in crate.get_by_type("CreateAction")}
     count = 0
     for path in sorted(Path(research_object, RECORDS_FOLDER).glob("*.json")):
@@ -169,54 +153,8 @@ def add_offload_records(crate: ROCrate, research_object: Path) -> int:
             _logger.warning("no step run in the crate for the OSCAR record %s (label %r)", path.name,
                             record.get("label"))
             continue
-        job = crate.add(ContextEntity(crate, f"#oscar-job-{record['job']}", properties=_job_properties(record)))
-        if action.get("containerImage") is not None:
-            job["containerImage"] = action["containerImage"]
-        record_file = crate.add_file(path, f"oscar/{path.name}", properties={
-            "name": f"Where step {record['step']} ran: OSCAR job {record['job']}",
-            "encodingFormat": "application/json"})
-        record_file["about"] = action
-        job["subjectOf"] = record_file
-        action["oscarJob"] = job
-        _add_sha256(action)
+        job = add_oscar_job(crate, record, action, record_file=path, record_dest=f"oscar/{path.name}")
+        job["subjectOf"]["name"] = f"Where step {record['step']} ran: OSCAR job {record['job']}"
+        add_file_hashes(action)
         count += 1
-    if count:
-        _define_terms(crate)
     return count
-
-
-def _job_properties(record: dict[str, Any]) -> dict[str, Any]:
-    properties = {"@type": "OscarJob", "name": record["job"], "description":
-                  f"OSCAR job {record['job']} of service {record['service']} on {record['endpoint']}",
-                  "oscarCluster": record["cluster"], "oscarEndpoint": record["endpoint"],
-                  "oscarService": record["service"], "oscarCpu": record["cpu"], "oscarMemory": record["memory"],
-                  "oscarState": record.get("state"), "oscarExitCode": record.get("exit_code"),
-                  "oscarSubmitTime": record.get("submitted"), "startTime": record.get("started"),
-                  "endTime": record.get("finished"), "oscarCollectTime": record.get("collected")}
-    return {k: v for k, v in properties.items() if v is not None}
-
-
-def _add_sha256(action: Any) -> None:
-    """``sha256`` on the files an action used and produced (runcrate gives their sha1)."""
-    for key in ("object", "result"):
-        value = action.get(key) or []
-        for entity in value if isinstance(value, list) else [value]:
-            source = getattr(entity, "source", None)
-            if "File" in _types(entity) and source is not None and os.path.isfile(source):
-                entity["sha256"] = sha256_file(Path(source))
-
-
-def _types(entity: Any) -> list[str]:
-    kind = entity.get("@type") if hasattr(entity, "get") else None
-    return [kind] if isinstance(kind, str) else list(kind or [])
-
-
-def _define_terms(crate: ROCrate) -> None:
-    """The ad-hoc terms in the context, each described as RO-Crate recommends."""
-    from rocrate.model.contextentity import ContextEntity
-
-    crate.metadata.extra_terms.update({term: NAMESPACE + term for term in TERMS})
-    for term, comment in TERMS.items():
-        kind = "rdfs:Class" if term[0].isupper() else "rdf:Property"
-        crate.add(ContextEntity(crate, NAMESPACE + term, properties={
-            "@type": kind, "rdfs:label": term, "rdfs:comment": comment}))

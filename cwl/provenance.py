@@ -21,15 +21,13 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import threading
-import urllib.parse
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oscar_plugins import mask_secrets, sha256_file
+from oscar_plugins import JobRecord, iso_time, public_endpoint, sha256_file, tree_hashes
 
 from .hints import NAMESPACE
 from .pathmapper import S3_SCHEME
@@ -49,6 +47,7 @@ __all__ = [
     "OffloadRecords",
     "activity_label",
     "input_hashes",
+    "iso_time",
     "public_endpoint",
     "tree_hashes",
 ]
@@ -57,43 +56,6 @@ _logger = logging.getLogger("cwltool")
 
 #: Where the records go inside the research object.
 RECORDS_FOLDER = "metadata/oscar"
-
-
-def public_endpoint(endpoint: str) -> str:
-    """``endpoint`` without what may hold a credential: user and password, query string and fragment.
-
-    >>> public_endpoint("https://oscar:s3cret@oscar.example.org:8443/api/?token=abc#x")
-    'https://oscar.example.org:8443/api/'
-    """
-    parts = urllib.parse.urlsplit(endpoint)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address goes back inside its brackets
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def iso_time(epoch: float | None) -> str | None:
-    """A POSIX time as ISO 8601 in UTC (None stays None)."""
-    if epoch is None:
-        return None
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
-
-
-def tree_hashes(root: Path) -> list[dict[str, Any]]:
-    """Every regular file under ``root``: its path relative to ``root``, size and sha256, in path order.
-
-    Symbolic links are not followed (a link's target is a file of its own, or outside the tree)."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(folder, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            found.append({"path": path.relative_to(root).as_posix(), "size": path.stat().st_size,
-                          "sha256": sha256_file(path)})
-    return found
 
 
 def input_hashes(sources: Iterable[Source]) -> list[dict[str, Any]]:
@@ -113,53 +75,30 @@ def input_hashes(sources: Iterable[Source]) -> list[dict[str, Any]]:
     return found
 
 
-@dataclass
-class OffloadRecord:
-    """One offloaded step: where it ran and what went in and out (see the module's docstring)."""
+@dataclass(kw_only=True)
+class OffloadRecord(JobRecord):
+    """One offloaded step: the core's job record (where it ran, what went in and out; see the module's
+    docstring) plus the CWL step it ran and its activity in the PROV document."""
+
+    KIND = "oscar-plugins offloaded step"
 
     #: The CWL job (cwltool's unique name of the step's run, e.g. ``heavy`` or ``heavy_2``).
     step: str
     #: The step's activity in the PROV document, and its label (the action's name in a crate).
     activity: str
     label: str
-    cluster: str
-    endpoint: str
-    service: str
-    job: str
-    image: str
-    cpu: str
-    memory: str
-    gpu: bool = False
-    interlink_node: str | None = None
-    submitted: str | None = None
-    started: str | None = None
-    finished: str | None = None
-    collected: str | None = None
-    #: The job's last state on the cluster, the command's exit code, and cwltool's verdict.
-    state: str | None = None
-    exit_code: int | None = None
-    status: str | None = None
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    outputs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, submitted: Submitted, *, step: str, activity: str, label: str, exit_code: int | None, status: str,
-           outputs: list[dict[str, Any]], collected: float) -> OffloadRecord:
+    def of(cls, submitted: Submitted, *, step: str, activity: str,  # type: ignore[override]  # a CWL job's own
+           label: str, exit_code: int | None, status: str, outputs: list[dict[str, Any]],
+           collected: float) -> OffloadRecord:
         """The record of a job that has been collected (or failed to be)."""
-        svc, job = submitted.service, submitted.job
-        return cls(step=step, activity=activity, label=label, cluster=submitted.session.name,
-                   endpoint=public_endpoint(submitted.session.client.profile.endpoint), service=svc.name,
-                   job=job.name, image=svc.image, cpu=str(svc.cpu), memory=str(svc.memory), gpu=bool(svc.enable_gpu),
-                   interlink_node=svc.interlink_node_name, submitted=iso_time(job.submitted_at),
-                   started=_text(job.info.get("start_time")), finished=_text(job.info.get("finish_time")),
-                   collected=iso_time(collected), state=job.state.value, exit_code=exit_code, status=status,
-                   inputs=list(submitted.inputs or []), outputs=outputs)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record as JSON-ready data, with any secret field masked (none is expected)."""
-        data = asdict(self)
-        data["endpoint"] = public_endpoint(self.endpoint)
-        return {"type": "oscar-plugins offloaded step", "version": 1, **mask_secrets(data)}
+        record: OffloadRecord = super().of(
+            submitted.job, submitted.service, cluster=submitted.session.name,
+            endpoint=submitted.session.client.profile.endpoint, collected=collected, exit_code=exit_code,
+            status=status, inputs=list(submitted.inputs or []), outputs=outputs, step=step, activity=activity,
+            label=label)
+        return record
 
     @property
     def file_name(self) -> str:
@@ -221,10 +160,6 @@ def _annotate_activity(prov_obj: ProvenanceProfile, record: OffloadRecord) -> No
             attributes[f"oscar:{key}AtTime"] = when
     agent = document.agent(uuid.uuid4().urn, attributes)
     document.wasAssociatedWith(record.activity, agent)
-
-
-def _text(value: object) -> str | None:
-    return str(value) if value else None
 
 
 def activity_label(prov_obj: ProvenanceProfile, activity: str) -> str:

@@ -55,9 +55,24 @@ _EXPORTS = {
     "TimelineTotals": "._timeline",
     "check_timeline_path": "._timeline",
     "job_row": "._timeline",
+    "parse_time": "._timeline",
     "server_cpu_hours": "._timeline",
     "timeline_totals": "._timeline",
     "write_timeline": "._timeline",
+    "NAMESPACE": "._provenance",
+    "JobRecord": "._provenance",
+    "StepRun": "._provenance",
+    "file_hashes": "._provenance",
+    "iso_time": "._provenance",
+    "public_endpoint": "._provenance",
+    "run_rows": "._provenance",
+    "tree_hashes": "._provenance",
+    "CRATE_TERMS": "._crate",
+    "add_file_hashes": "._crate",
+    "add_oscar_job": "._crate",
+    "check_crate_path": "._crate",
+    "define_crate_terms": "._crate",
+    "write_run_crate": "._crate",
     "FDL": "._fdl",
     "Service": "._fdl",
     "StorageIO": "._fdl",
@@ -96,8 +111,10 @@ _EXPORTS.update({name: "._exceptions" for name in _EXCEPTIONS})
 
 __all__ = [
     "AGAIN",
+    "CRATE_TERMS",
     "FDL",
     "LOG_FILE",
+    "NAMESPACE",
     "RESERVED_FILES",
     "SECRET_FIELDS",
     "STATUS_FILE",
@@ -123,6 +140,7 @@ __all__ = [
     "JobFailed",
     "JobListWalk",
     "JobNotFound",
+    "JobRecord",
     "JobResult",
     "JobSpec",
     "JobState",
@@ -142,6 +160,7 @@ __all__ = [
     "Service",
     "ServiceNotFound",
     "ServiceUnavailable",
+    "StepRun",
     "Storage",
     "StorageError",
     "StorageIO",
@@ -151,11 +170,17 @@ __all__ = [
     "TokenCredentials",
     "Watermark",
     "WatermarkMismatch",
+    "add_file_hashes",
+    "add_oscar_job",
+    "check_crate_path",
     "check_timeline_path",
     "credential_secrets",
+    "define_crate_terms",
     "event_time",
+    "file_hashes",
     "finished_jobs",
     "free_capacity",
+    "iso_time",
     "job_output_prefix",
     "job_row",
     "job_times",
@@ -170,16 +195,21 @@ __all__ = [
     "object_events",
     "object_times",
     "output_location",
+    "parse_time",
     "parse_version",
     "pick_cluster",
+    "public_endpoint",
     "resolve_profile",
+    "run_rows",
     "server_cpu_hours",
     "service_from_api",
     "service_from_dict",
     "sha256_file",
     "timeline_totals",
+    "tree_hashes",
     "watch_jobs",
     "wrap_script",
+    "write_run_crate",
     "write_timeline",
 ]
 
@@ -198,6 +228,14 @@ if TYPE_CHECKING:
     from ._batch import AGAIN, Batch
     from ._capacity import free_capacity, pick_cluster
     from ._client import OscarClient, parse_version
+    from ._crate import (
+        CRATE_TERMS,
+        add_file_hashes,
+        add_oscar_job,
+        check_crate_path,
+        define_crate_terms,
+        write_run_crate,
+    )
     from ._dispatch import Dispatcher, JobResult, JobSpec, job_output_prefix, output_location
     from ._exceptions import (
         APIError,
@@ -228,6 +266,16 @@ if TYPE_CHECKING:
     from ._jobs import Job, JobTracker
     from ._journal import Journal
     from ._profiles import ClusterProfile, load_profiles, local_profile, resolve_profile
+    from ._provenance import (
+        NAMESPACE,
+        JobRecord,
+        StepRun,
+        file_hashes,
+        iso_time,
+        public_endpoint,
+        run_rows,
+        tree_hashes,
+    )
     from ._storage import Storage, sha256_file
     from ._sync import RunResult
     from ._timeline import (
@@ -235,6 +283,7 @@ if TYPE_CHECKING:
         TimelineTotals,
         check_timeline_path,
         job_row,
+        parse_time,
         server_cpu_hours,
         timeline_totals,
         write_timeline,
