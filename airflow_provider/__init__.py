@@ -6,6 +6,7 @@ pieces from their modules; this package itself imports nothing from Airflow::
     from oscar_plugins.airflow.hook import OscarHook
     from oscar_plugins.airflow.operators import (OscarDeployServiceOperator, OscarRunServiceOperator,
                                                  OscarSubmitJobOperator)
+    from oscar_plugins.airflow.report import OscarRunReportOperator
     from oscar_plugins.airflow.sensors import OscarJobSensor, OscarOutputSensor
     from oscar_plugins.airflow.triggers import OscarJobTrigger, OscarOutputTrigger
     from oscar_plugins.airflow.watchers import OscarJobsFinishedTrigger, OscarNewObjectsTrigger
@@ -23,6 +24,7 @@ _EXPORTS = {
     "OscarDeployServiceOperator": ".operators",
     "OscarRunServiceOperator": ".operators",
     "OscarSubmitJobOperator": ".operators",
+    "OscarRunReportOperator": ".report",
     "OscarJobSensor": ".sensors",
     "OscarOutputSensor": ".sensors",
     "OscarJobTrigger": ".triggers",

@@ -84,6 +84,32 @@ def mask_secret(value: str | None) -> None:
     mask_secret(value)
 
 
+def task_times(dag_run: Any, task_id: str, map_index: int) -> tuple[Any, Any]:
+    """(start, end) of another task instance of ``dag_run``, or (None, None).
+
+    The Task SDK gives a task the run's breadcrumbs (states, durations) but no public call for another task's
+    times; the supervisor's ``GetPreviousTI`` (a task's latest instance before a logical date) gives them:
+    asked for the instance just after this run's logical date, it is this run's when the run has one. The run
+    id is checked, so a wrong instance is never used (None instead: the report leaves the task undrawn).
+    """
+    from datetime import timedelta
+
+    try:
+        from airflow.sdk.execution_time.comms import GetPreviousTI
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        logical = getattr(dag_run, "logical_date", None)
+        answer = SUPERVISOR_COMMS.send(GetPreviousTI(
+            dag_id=dag_run.dag_id, task_id=task_id, map_index=map_index,
+            logical_date=logical + timedelta(microseconds=1) if logical is not None else None))
+        found = getattr(answer, "task_instance", None)
+    except Exception:  # another Airflow: the report goes on without this task's times
+        return None, None
+    if found is None or found.run_id != dag_run.run_id:
+        return None, None
+    return found.start_date, found.end_date
+
+
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, as Airflow's own providers read it."""
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
@@ -106,4 +132,5 @@ __all__ = [
     "get_async_connection",
     "get_async_extra",
     "mask_secret",
+    "task_times",
 ]

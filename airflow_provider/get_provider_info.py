@@ -57,7 +57,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.hook"]}],
-        "operators": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.operators"]}],
+        "operators": [{"integration-name": _INTEGRATION,
+                       "python-modules": [f"{_PKG}.operators", f"{_PKG}.report"]}],
         "sensors": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.sensors"]}],
         "triggers": [{"integration-name": _INTEGRATION, "python-modules": [f"{_PKG}.triggers", f"{_PKG}.watchers"]}],
         "connection-types": [

@@ -29,6 +29,7 @@ from oscar_plugins import (
     ConnectionFailed,
     Dispatcher,
     Job,
+    JobRecord,
     JobSpec,
     JobState,
     JobTracker,
@@ -36,8 +37,10 @@ from oscar_plugins import (
     OscarError,
     RunResult,
     Service,
+    file_hashes,
     listed_state,
     load_fdl,
+    parse_time,
     service_from_dict,
 )
 
@@ -368,6 +371,39 @@ class OscarHook(BaseHook):
             self._mask(storage.secret_key)
             keys = [o.key for o in storage.list(out.bucket, key_prefix)]
         return [f"{out.bucket}/{k}" for k in keys if k.rsplit("/", 1)[-1] not in RESERVED_FILES]
+
+    # -- records (what ran where, for OscarRunReportOperator) ------------------------------------------
+    def job_records(self, service: str, states: Mapping[str, JobState], dests: Sequence[Path],
+                    outputs: Mapping[str, Sequence[str]], *, submitted: float | None, collected: float,
+                    inputs: Sequence[Sequence[Mapping[str, Any]]] = ()) -> list[dict[str, Any]]:
+        """Secret-free records (:meth:`oscar_plugins.JobRecord.as_dict`) of collected jobs: the service's image
+        and resources, the cluster's start and finish times (one walk of its job list; the submit time is the
+        cluster's creation time when ``submitted`` is unknown), and the sha256 of each output under its
+        ``dests`` folder. Jobs missing from ``outputs`` failed."""
+        names = list(states)
+        svc = self.client.get_service(service)
+        listing = self.client.read_job_list(service, wanted=names).listing
+        records = []
+        for i, (name, dest) in enumerate(zip(names, dests, strict=True)):
+            info = dict(listing.get(name) or {})
+            job = Job(service, name, state=states[name], info=info)
+            when = submitted if submitted is not None else parse_time(info.get("creation_time"))
+            ok = name in outputs
+            records.append(JobRecord.of(
+                job, svc, cluster=self.oscar_conn_id, endpoint=self.profile.endpoint, submitted=when,
+                collected=collected if ok else None, status="succeeded" if ok else "failed",
+                inputs=inputs[i] if i < len(inputs) else (),
+                outputs=file_hashes(outputs.get(name, []), root=dest)).as_dict())
+        return records
+
+    def run_record(self, service: str, *, started: float, finished: float, ok: bool,
+                   inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Path]) -> dict[str, Any]:
+        """The secret-free record of a synchronous run (``POST /run`` has no job: times are the client's)."""
+        svc = self.client.get_service(service)
+        return JobRecord.of(None, svc, cluster=self.oscar_conn_id, endpoint=self.profile.endpoint,
+                            submitted=started, started=started, finished=finished, collected=finished if ok else None,
+                            status="succeeded" if ok else "failed", inputs=inputs,
+                            outputs=file_hashes(outputs)).as_dict()
 
     def dashboard_url(self, service: str, job: str | None = None) -> str:
         """The OSCAR dashboard page of the service's jobs (template from the connection)."""

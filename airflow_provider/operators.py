@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import re
 import tempfile
 import time
@@ -19,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oscar_plugins import JobSpec, JobState
+from oscar_plugins import JobSpec, JobState, file_hashes
 
 from ._compat import (
     AirflowException,
@@ -36,7 +38,12 @@ from .triggers import OscarJobTrigger
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-__all__ = ["OscarDeployServiceOperator", "OscarRunServiceOperator", "OscarSubmitJobOperator"]
+__all__ = ["JOBS_KEY", "OUTPUTS_KEY", "OscarDeployServiceOperator", "OscarRunServiceOperator", "OscarSubmitJobOperator"]
+
+#: XCom keys of what the OSCAR operators ran, for ``OscarRunReportOperator``: the secret-free records of the
+#: task's OSCAR jobs (``oscar_plugins.JobRecord.as_dict()``) and the output files it collected (absolute paths).
+JOBS_KEY, OUTPUTS_KEY = "oscar_jobs", "oscar_outputs"
+_SUBMIT_KEY = "oscar_submit"
 
 _GLOB = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,10 +53,23 @@ class _OscarMixin:
     """The hook, shared by every operator of the provider."""
 
     oscar_conn_id: str
+    log: Any
+    #: Whether the operator pushes :data:`JOBS_KEY` and :data:`OUTPUTS_KEY` (the run report reads them).
+    pushes_oscar_records = True
 
     @cached_property
     def hook(self) -> OscarHook:
         return OscarHook(self.oscar_conn_id)
+
+    def _push_records(self, context: Context, build: Any, outputs: list[str]) -> None:
+        """Push what ran where (:data:`JOBS_KEY`, :data:`OUTPUTS_KEY`); never fails the task (a report is extra)."""
+        try:
+            records = build()
+        except Exception as exc:  # the work is done: a missing record must not undo it
+            self.log.warning("could not record the OSCAR jobs for a run report: %s", exc)
+            return
+        context["ti"].xcom_push(key=JOBS_KEY, value=records)
+        context["ti"].xcom_push(key=OUTPUTS_KEY, value=outputs)
 
 
 def _dag_relative(operator: Any, path: str | Path) -> Path:
@@ -83,6 +103,7 @@ class OscarDeployServiceOperator(_OscarMixin, BaseOperator):
     template_fields: Sequence[str] = ("fdl", "service_names", "cluster_id", "environment")
     template_fields_renderers = {"fdl": "json", "environment": "json"}
     ui_color = "#d8ecf3"
+    pushes_oscar_records = False
 
     def __init__(self, *, fdl: str | Path | Mapping[str, Any], service_names: Sequence[str] | None = None,
                  cluster_id: str | None = None, environment: Mapping[str, str] | None = None, wrap: bool = True,
@@ -145,8 +166,14 @@ class OscarRunServiceOperator(_OscarMixin, BaseOperator):
         if isinstance(data, Path) and not data.is_file():
             raise AirflowFailException(f"input_path {data} does not exist (or is not a file): fix the path")
         output = Path(self.output_path) if self.output_path else None
-        result = self.hook.run_service(self.service_name, data, output=output, expect=self.expect,
-                                       timeout=self.run_timeout)
+        started = time.time()
+        try:
+            result = self.hook.run_service(self.service_name, data, output=output, expect=self.expect,
+                                           timeout=self.run_timeout)
+        except AirflowException:
+            self._record(context, started, data, [], ok=False)
+            raise
+        self._record(context, started, data, result.paths, ok=True)
         if result.paths:
             self.log.info("service %s wrote %s", self.service_name, [str(p) for p in result.paths])
             return [str(p) for p in result.paths]
@@ -158,6 +185,20 @@ class OscarRunServiceOperator(_OscarMixin, BaseOperator):
         except UnicodeDecodeError:
             raise AirflowFailException(f"service {self.service_name!r} returned binary output: set output_path to "
                                        "write it to a file") from None
+
+    def _record(self, context: Context, started: float, data: Any, paths: list[Path], *, ok: bool) -> None:
+        finished = time.time()
+
+        def build() -> list[dict[str, Any]]:
+            if isinstance(data, Path):
+                inputs = file_hashes([data])
+            else:
+                raw = b"" if data is None else (json.dumps(data) if isinstance(data, dict) else str(data)).encode()
+                inputs = [{"path": "(data)", "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}]
+            return [self.hook.run_record(self.service_name, started=started, finished=finished, ok=ok,
+                                         inputs=inputs, outputs=paths)]
+
+        self._push_records(context, build, [str(p) for p in paths])
 
 
 class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
@@ -216,6 +257,7 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
         self.oscar_conn_id = oscar_conn_id
         self._inflight: tuple[str, list[str]] | None = None
         self._result: list[str] | None = None
+        self._submit_info: dict[str, Any] | None = None
 
     # -- what to submit ------------------------------------------------------------------------------
     def _expand(self, item: str) -> list[Path]:
@@ -269,9 +311,12 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
                           map_index=ti.map_index if ti.map_index is not None else -1, try_number=ti.try_number,
                           count=len(specs))
         started = time.monotonic()
+        at = time.time()
         submitted = self.hook.submit_jobs(self.service_name, specs, names)
         self.log.info("submitted %d OSCAR job(s) to %s in %.2f s: %s", len(submitted), self.service_name,
                       time.monotonic() - started, ", ".join(submitted))
+        self._submit_info = {"at": at, "inputs": [file_hashes(spec.inputs) for spec in specs]}
+        ti.xcom_push(key=_SUBMIT_KEY, value=self._submit_info)
         self._publish(context, self.service_name, submitted)
         return {"service": self.service_name, "jobs": submitted}
 
@@ -344,6 +389,17 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
         context["ti"].xcom_push(key="job_names", value=names)
         OscarJobLink.persist(context, self.hook.dashboard_url(service, names[0] if names else None))
 
+    @staticmethod
+    def _pulled_submit_info(context: Context) -> dict[str, Any]:
+        """What this try's submit recorded (after a deferral the operator is a new object); {} after a retry
+        that reattached (the cluster's creation times stand in)."""
+        ti = context["ti"]
+        try:
+            value = ti.xcom_pull(task_ids=ti.task_id, key=_SUBMIT_KEY, map_indexes=ti.map_index)
+        except Exception:  # an XCom backend that cannot answer: times come from the cluster
+            return {}
+        return dict(value) if isinstance(value, Mapping) else {}
+
     def _cancel_on_timeout(self, service: str, names: list[str]) -> None:
         if names:
             self.log.warning("cancelling unfinished OSCAR jobs %s", names)
@@ -364,6 +420,7 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
         dests = [out_dir if single else out_dir / name for name in states]
         done = [(self._trimmed(text), [str(p) for p in paths], error) for text, paths, error in
                 self.hook.collect_all(service, states, dests, logs=self.log_lines != 0)]
+        collected = time.time()
         outputs: dict[str, list[str]] = {}
         failures: list[str] = []
         for name, (text, paths, error) in zip(states, done, strict=True):
@@ -374,6 +431,10 @@ class OscarSubmitJobOperator(_OscarMixin, ResumableJobMixin, BaseOperator):
             else:
                 outputs[name] = paths
         context["ti"].xcom_push(key="outputs_by_job", value=outputs)
+        submit = self._submit_info or self._pulled_submit_info(context)
+        self._push_records(context, lambda: self.hook.job_records(
+            service, states, dests, outputs, submitted=submit.get("at"), collected=collected,
+            inputs=submit.get("inputs") or ()), flatten(outputs.values()))
         if failures:
             shown = "\n\n".join(failures[:3]) + (f"\n\n... and {len(failures) - 3} more" if len(failures) > 3 else "")
             raise AirflowException(f"{len(failures)} of {len(states)} OSCAR job(s) of {service!r} failed:\n{shown}")
