@@ -6,6 +6,8 @@ Two components, usable from Python or from a Hydra YAML pipeline run by ``itwina
   the script's output files come back as tensors, arrays, JSON values or paths.
 * :class:`OscarOffload` - an existing itwinai component runs, unchanged, on an OSCAR service that has
   itwinai installed ("inference step on the cluster").
+* :class:`OscarPipeline` - an itwinai ``Pipeline`` that also writes a timeline and a Workflow Run RO-Crate
+  of its run (local steps and offloaded ones).
 * :func:`offloaded` - the same as a Hydra target that wraps a step of a config you do not edit (override
   the step's ``_target_``, keep its keys).
 
@@ -31,6 +33,7 @@ from oscar_plugins import lazy_exports
 _EXPORTS = {
     "OscarStep": "._step",
     "OscarOffload": "._offload",
+    "OscarPipeline": "._pipeline",
     "offloaded": "._offload",
     "StepError": "._errors",
     "StepConfigError": "._errors",
@@ -38,12 +41,13 @@ _EXPORTS = {
     "ItwinaiNotInstalled": "._errors",
 }
 
-__all__ = ["ItwinaiNotInstalled", "OscarOffload", "OscarStep", "StepConfigError", "StepError", "StepFailed",
-           "offloaded"]
+__all__ = ["ItwinaiNotInstalled", "OscarOffload", "OscarPipeline", "OscarStep", "StepConfigError", "StepError",
+           "StepFailed", "offloaded"]
 
 if TYPE_CHECKING:
     from ._errors import ItwinaiNotInstalled, StepConfigError, StepError, StepFailed
     from ._offload import OscarOffload, offloaded
+    from ._pipeline import OscarPipeline
     from ._step import OscarStep
 
 

@@ -13,11 +13,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oscar_plugins import (
     ConfigError,
     Dispatcher,
+    Job,
     JobFailed,
+    JobRecord,
     JobSpec,
     JobTimeout,
     JobTracker,
@@ -25,6 +28,7 @@ from oscar_plugins import (
     OscarError,
     Service,
     ServiceNotFound,
+    file_hashes,
     job_output_prefix,
 )
 
@@ -77,6 +81,8 @@ class RemoteRun:
     job: str | None = None
     single: bool = False  # a sync answer of one unnamed file (``outputs`` then has one entry "")
     marked: bool = False  # the service's script carries the transport's marker
+    #: What ran where (``oscar_plugins.JobRecord.as_dict()``), for ``OscarPipeline``'s report.
+    record: dict[str, Any] | None = None
 
 
 @dataclass
@@ -97,6 +103,9 @@ class StepTransport:
     #: Refuse services whose script lacks ``marker`` (e.g. a name-only service not running the runner).
     require_marker: bool = False
     leftovers: list[tuple[str, str]] = field(default_factory=list)  # (service, job) to remove
+    #: The records of every run of this step, failed ones too (``OscarPipeline`` reads them).
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _job: Job | None = field(default=None, repr=False)
 
     @property
     def service_name(self) -> str:
@@ -137,7 +146,9 @@ class StepTransport:
         run ``chosen`` by ``auto`` becomes a job on clusters without synchronous invocations.
         """
         client, svc = self.connect()
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
+        outputs: dict[str, Path] = {}
+        self._job = None
         try:
             if client.is_wrapped(svc.name):
                 inputs = [*inputs, *extras]
@@ -149,15 +160,33 @@ class StepTransport:
                 outputs, job = self._async(client, svc, inputs, env or {}, work)
                 single = False
         except (StepError, StepFailed):
+            self._record(client, svc, started, inputs, {}, ok=False)
             raise
         except JobFailed as exc:
+            self._record(client, svc, started, inputs, {}, ok=False)
             raise self._failed(exc, svc) from None
         except OscarError as exc:
+            self._record(client, svc, started, inputs, {}, ok=False)
             raise StepError(self.step, f"{mode} run on service {svc.name!r} failed: {exc}") from exc
         finally:
             client.close()
         marked = bool(self.marker) and str(self.marker) in svc.script
-        return RemoteRun(mode, svc.name, outputs, time.perf_counter() - start, job, single, marked)
+        record = self._record(client, svc, started, inputs, outputs, ok=True)
+        return RemoteRun(mode, svc.name, outputs, time.perf_counter() - start, job, single, marked, record)
+
+    def _record(self, client: OscarClient, svc: Service, started: float, inputs: Sequence[Path],
+                outputs: Mapping[str, Path], *, ok: bool) -> dict[str, Any]:
+        """The secret-free record of this run (a job's times as the tracker last saw them), kept in ``records``."""
+        now = time.time()
+        job = self._job
+        record = JobRecord.of(job, svc, cluster=client.profile.name, endpoint=client.profile.endpoint,
+                              started=None if job else started, finished=None if job else now,
+                              collected=now if ok else None, status="succeeded" if ok else "failed",
+                              inputs=file_hashes(inputs),
+                              outputs=[{**entry, "path": name} for name, path in outputs.items()
+                                       for entry in file_hashes([path])]).as_dict()
+        self.records.append(record)
+        return record
 
     def _check_sync(self, client: OscarClient, mode: str, chosen: bool) -> str:
         if mode != "sync" or client.info().get("serverless_backend"):
@@ -193,7 +222,7 @@ class StepTransport:
         # One job per call: polling its service once a second at most costs little and saves seconds.
         dispatcher = Dispatcher(client, tracker=JobTracker(client, max_interval=1.0))
         try:
-            job = dispatcher.submit(svc.name, list(inputs), env=dict(env))
+            job = self._job = dispatcher.submit(svc.name, list(inputs), env=dict(env))
         except ConfigError as exc:
             raise StepConfigError(self.step, str(exc)) from None
         try:
