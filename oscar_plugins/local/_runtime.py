@@ -418,10 +418,11 @@ class Runtime:
 
     # bucket events ------------------------------------------------------------------------------
     async def object_created(self, bucket: str, key: str, event_id: str | None = None, size: int = 0,
-                             etag: str = "") -> int:
+                             etag: str = "", services: list[dict[str, Any]] | None = None) -> int:
         """MinIO's webhook: post the object-created event to ``/job/<service>`` of every service whose input
         path matches (OSCAR registers one ``s3:ObjectCreated:*`` notification per input folder); return how
-        many jobs started. The uploader's key is the event's ``principalId`` (the job-owner label)."""
+        many jobs started. The uploader's key is the event's ``principalId`` (the job-owner label).
+        ``services``: the services as listed once for a batch of events (default: listed now)."""
         if event_id is not None:
             if event_id in self._seen:
                 return 0
@@ -432,7 +433,7 @@ class Runtime:
         principal = self.config.creds.s3_access_key
         body = json.dumps(minio_event(bucket, key, principal, size, etag), separators=(",", ":")).encode()
         owner = format_uid(principal)[:62] if self.persona.job_owner_label else None
-        for service in self.list_services():
+        for service in self.list_services() if services is None else services:
             if triggered_by(service, bucket, key):
                 await self.submit_job(service, None, body, owner)
                 started += 1

@@ -170,10 +170,11 @@ async def s3_events(request: Request) -> Response:
         events = body["events"]
     except (ValueError, KeyError, TypeError) as exc:
         return text(f"malformed event batch: {exc}", 400)
-    for event in events:
-        if isinstance(event, dict) and str(event.get("event", "")).startswith("s3:ObjectCreated"):
-            await runtime.object_created(str(event["bucket"]), str(event["key"]), str(event.get("id") or ""),
-                                         int(event.get("size") or 0), str(event.get("etag") or ""))
+    created = [e for e in events if isinstance(e, dict) and str(e.get("event", "")).startswith("s3:ObjectCreated")]
+    services = runtime.list_services() if created else []  # once a batch, not once an object
+    for event in created:
+        await runtime.object_created(str(event["bucket"]), str(event["key"]), str(event.get("id") or ""),
+                                     int(event.get("size") or 0), str(event.get("etag") or ""), services)
     return Response(status_code=204)
 
 

@@ -14,10 +14,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-import psutil
-
 from oscar_plugins.local._store import FAILED
-from oscar_plugins.local.execution._process import kill_group
+from oscar_plugins.local.execution._process import kill_group, resident
 from oscar_plugins.local.execution._runner import Execution, Runner
 
 if TYPE_CHECKING:
@@ -158,7 +156,7 @@ class Scheduler:
             watched = {ex.process.pid: ex for ex in self.running.values() if ex.process is not None and not ex.killed}
             if not watched:
                 continue
-            usage = await asyncio.to_thread(_resident, list(watched))
+            usage = await asyncio.to_thread(resident, list(watched))
             for pid, rss in usage.items():
                 ex = watched[pid]
                 if rss > ex.memory and not ex.killed and ex.process is not None and ex.process.pid == pid:
@@ -178,23 +176,3 @@ class Scheduler:
             self.cancel(ex.name, "shutdown")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
-
-
-def _resident(roots: list[int]) -> dict[int, int]:
-    """Resident memory (bytes) of each root process together with all its descendants.
-
-    One scan of the process table per call, however many roots are watched.
-    """
-    children: dict[int, list[int]] = {}
-    for proc in psutil.process_iter(["ppid"]):
-        children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
-    usage = {}
-    for root in roots:
-        total, todo = 0, [root]
-        while todo:
-            pid = todo.pop()
-            todo.extend(children.get(pid, ()))
-            with contextlib.suppress(psutil.Error):
-                total += psutil.Process(pid).memory_info().rss
-        usage[root] = total
-    return usage

@@ -41,6 +41,10 @@ class EventHub:
         self._listeners: set[Listener] = set()
         self._lock = threading.Lock()
 
+    def listening(self) -> bool:
+        """Whether any listening request is open (a record is worth building)."""
+        return bool(self._listeners)
+
     def publish(self, bucket: str, key: str, name: str, record: dict[str, Any]) -> None:
         with self._lock:
             listeners = [item for item in self._listeners if item.wants(bucket, key, name)]
