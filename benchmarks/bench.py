@@ -332,8 +332,9 @@ def bench_staging(client: Any, size_mib: int, out: Path) -> list[Figure]:
     up, down = boto_up / ours_up, boto_down / ours_down
     return [
         Figure(5, f"staging upload {size_mib} MiB: ours / boto3 throughput", f"{up:.2f}", ">= 0.95", up >= 0.95,
-               f"ours {size_mib / ours_up:.0f} MiB/s (incl. sha256), boto3 {size_mib / boto_up:.0f} MiB/s; the "
-               f"sha256 pass alone takes {hash_s:.1f} s of ours {ours_up:.1f} s", key="upload"),
+               f"ours {size_mib / ours_up:.0f} MiB/s (a new file: hashed while it is uploaded), boto3 "
+               f"{size_mib / boto_up:.0f} MiB/s; a sha256 pass alone takes {hash_s:.1f} s, ours {ours_up:.1f} s in all",
+               key="upload"),
         Figure(5, f"staging download {size_mib} MiB: ours / boto3 throughput", f"{down:.2f}", ">= 0.9",
                down >= 0.9,
                f"ours {size_mib / ours_down:.0f} MiB/s (verified), boto3 {size_mib / boto_down:.0f} MiB/s"),
