@@ -19,6 +19,7 @@ are answered straight from the backend (``_s3fast``); everything else goes throu
 from __future__ import annotations
 
 import argparse
+import http.client
 import inspect
 import json
 import logging
@@ -368,6 +369,27 @@ def _refuse(problem: SignatureProblem, environ: Mapping[str, Any], start_respons
     return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
 
+class _RequestHeaders(http.client.HTTPMessage):
+    """A request's headers as ``http.server`` reads them, with the ``email`` parser it uses: told that
+    their (empty) body is not multipart, the parser does not compile a regular expression for the boundary
+    of every form upload's ``Content-Type`` (a tenth of the S3 server's CPU per job). Values are unchanged."""
+
+    def get_content_maintype(self) -> str:
+        return "text"
+
+
+def _handler() -> Any:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        MessageClass = _RequestHeaders
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            """Not logged (the werkzeug logger shows errors only): skip formatting a line per request."""
+
+    return Handler
+
+
 def _serve(args: argparse.Namespace, config: dict[str, str]) -> None:
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.moto_server.werkzeug_app import create_backend_app
@@ -387,7 +409,7 @@ def _serve(args: argparse.Namespace, config: dict[str, str]) -> None:
     fast = FastPaths(backend, config["access_key"], config["secret_key"])
     app = SigV4Middleware(create_backend_app("s3"), config["access_key"], config["secret_key"], hub, fast)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    server = make_server(args.host, args.port, app, threaded=True, ssl_context=tls)
+    server = make_server(args.host, args.port, app, threaded=True, ssl_context=tls, request_handler=_handler())
     thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), name="s3-server", daemon=True)
     thread.start()
     ready = {"port": server.server_address[1], "events": "webhook" if hookable else "poll", "objects": restored}
