@@ -569,7 +569,7 @@ def _met(flags: list[bool | None]) -> str:
     return "yes" if all(known) else ("no" if not any(known) else f"{sum(known)}/{len(known)} runs")
 
 
-def render(runs: list[list[Figure]], elapsed: float) -> str:
+def render(runs: list[list[Figure]], elapsed: float, loads: list[float] | None = None) -> str:
     """The targets table (issue 17) and every figure: the last run's value and detail, the spread over runs."""
     by_name: dict[tuple[int, str], list[Figure]] = {}
     for figures in runs:
@@ -589,7 +589,8 @@ def render(runs: list[list[Figure]], elapsed: float) -> str:
         f = found[-1]
         rows.append(f"| {num} | {name} | {f.value} | {spread([number(x.value) for x in found])} | {f.target} | "
                     f"{_met([x.met for x in found])} | {f.detail} |")
-    return "\n".join(rows) + f"\n\nMachine: {machine()}. Whole run: {elapsed:.0f} s.\n"
+    load = f" 1-minute load at each run's start: {', '.join(f'{x:.1f}' for x in loads)}." if loads else ""
+    return "\n".join(rows) + f"\n\nMachine: {machine()}. Whole run: {elapsed:.0f} s.{load}\n"
 
 
 @dataclass
@@ -679,13 +680,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     runs: list[list[Figure]] = []
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="oscar-bench-") as tmp:
         os.environ.setdefault("OSCAR_PLUGINS_CACHE_DIR", str(Path(tmp) / "cache"))
         for i in range(max(1, args.repeat)):
-            if args.repeat > 1:
-                print(f"-- run {i + 1} of {args.repeat} (load {os.getloadavg()[0]:.2f})", flush=True)
+            loads.append(os.getloadavg()[0])
+            print(f"-- run {i + 1} of {args.repeat} (load {loads[-1]:.2f})", flush=True)
             runs.append(run_once(sizes, wanted, Path(tmp) / f"run{i}", model_spec))
-    table = render(runs, time.perf_counter() - started)
+    table = render(runs, time.perf_counter() - started, loads)
     print("\n" + table)
     if not args.no_write and not args.quick:
         doc = ROOT / "docs" / "PERFORMANCE.md"
