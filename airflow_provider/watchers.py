@@ -16,16 +16,17 @@ key, size, ETag, MD5 when the ETag is one), with the cluster's endpoint.
 interval share one poll loop in the triggerer (Airflow 3.3's shared streams): the listing is read once
 and every trigger filters it against its own watermark.
 
-**Nothing lost; told twice only what Airflow had not confirmed.** Each trigger keeps a :class:`oscar_plugins.Watermark` (what it has
-told) in its asset's state store, under :data:`STATE_KEY`. The stream runs in Airflow's *ack mode*: the
-watermark is written only after the triggerer confirmed that the events it covers were stored in
-Airflow's database, so a restart re-reads from the last stored watermark: events that were fired but
-not yet stored are fired again (they were never stored), events stored are not. One window remains,
-inherent in how the triggerer confirms: if the triggerer stops in the second between Airflow storing an
-event and the confirmation reaching the trigger (a SIGTERM does: the supervisor stores the runner's last
-events and never confirms them), that event is told again after the restart. Every
-event carries ``event_id`` (cluster, source and job/object), the same both times, for consumers that
-must be strictly idempotent. A watermark of another cluster or source is refused with the fix.
+**Nothing lost; told twice only what Airflow had not confirmed.** Each trigger keeps a
+:class:`oscar_plugins.Watermark` (what it has told) in its asset's state store, under :data:`STATE_KEY`.
+The stream runs in Airflow's *ack mode*: the watermark is written only after the triggerer confirmed that
+the events it covers were stored in Airflow's database, so a restart re-reads from the last stored
+watermark: events fired but not yet stored are fired again (they were never stored), events stored are
+not. One window remains, inherent in how the triggerer confirms: if the triggerer stops in the second
+between Airflow storing an event and the confirmation reaching the trigger (a SIGTERM does: the
+supervisor stores the runner's last events and never confirms them), that event is told again after the
+restart. Every event carries ``event_id`` (cluster, source and job/object), the same both times, for
+consumers that must be strictly idempotent. A watermark of another cluster or source is refused with
+the fix.
 
 With no stored watermark a trigger starts from now (``existing=True``: it first tells what is already
 there), and stores that starting point before telling anything.
