@@ -157,7 +157,7 @@ def draw(grid: dict[str, Any], region: dict[str, Any], forecast: dict[str, Any],
                  fontsize=16, fontweight="bold")
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.1, 1])
     top.text(0.5, 0.995, f"SPI-{scale} and SPEI-{scale} per 5 km cell, reference period {region['ref_start']}-"
-             f"{region['ref_end']}; indices (one job per tile) and the ridge forecaster computed on OSCAR",
+             f"{region['ref_end']}; indices and the ridge forecaster computed on OSCAR",
              ha="center", va="top", fontsize=10, color="0.3")
     gs = top.add_gridspec(2, 3, width_ratios=[2.25, 1, 1], top=0.95)
     shade = LightSource(azdeg=315, altdeg=40).hillshade(np.nan_to_num(grid["elevation"]), vert_exag=0.05,
