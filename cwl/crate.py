@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oscar_plugins import CRATE_TERMS, add_file_hashes, add_oscar_job
+from oscar_plugins import CRATE_TERMS, add_file_hashes, add_oscar_job, output_path_problem
 
 from .provenance import RECORDS_FOLDER
 
@@ -60,14 +60,7 @@ def check_output_path(path: str, option: str, *, kind: str) -> str | None:
         return f"{option} {path!r} is {what}: give the path of a {kind} (it is replaced)"
     if folder.exists() and not folder.is_dir():
         return f"{option} {path!r}: {str(folder)!r} is a file, not a folder: choose another path"
-    if not folder.is_dir():
-        return f"{option} {path!r}: the folder {str(folder)!r} does not exist: create it first or choose another path"
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".oscar-cwl-check-"):
-            pass
-    except OSError as exc:
-        return (f"{option} {path!r} cannot be written ({exc.strerror or exc}): choose another path, in a folder "
-                "you can write to")
+    return output_path_problem(option, target, path)
     return None
 
 

@@ -42,6 +42,7 @@ _EXPORTS = {
     "JobTracker": "._jobs",
     "Journal": "._journal",
     "JobEvent": "._watch",
+    "output_path_problem": "._validation",
     "ObjectEvent": "._watch",
     "Watermark": "._watch",
     "WatermarkMismatch": "._watch",
@@ -195,6 +196,7 @@ __all__ = [
     "object_events",
     "object_times",
     "output_location",
+    "output_path_problem",
     "parse_time",
     "parse_version",
     "pick_cluster",
@@ -288,6 +290,7 @@ if TYPE_CHECKING:
         timeline_totals,
         write_timeline,
     )
+    from ._validation import output_path_problem
     from ._watch import (
         JobEvent,
         ObjectEvent,

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import ConfigError
 from ._provenance import NAMESPACE, StepRun, iso_time
 from ._storage import sha256_file
+from ._validation import output_path_problem
 
 if TYPE_CHECKING:
     from rocrate.model.contextentity import ContextEntity
@@ -92,16 +93,9 @@ def check_crate_path(path: str | os.PathLike[str]) -> Path:
     elif target.is_dir() and any(target.iterdir()) and not (target / "ro-crate-metadata.json").is_file():
         raise ConfigError(f"RO-Crate {shown!r} is a folder with other files in it (no ro-crate-metadata.json): "
                           "it would be replaced; give a new or empty folder, or a .zip name")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ConfigError(f"RO-Crate {shown!r}: the folder {str(folder)!r} does not exist: create it first or "
-                          "choose another path")
-    try:  # what os.access cannot see (read-only mounts, ACLs): try it
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".crate-check-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"RO-Crate {shown!r} cannot be written ({exc.strerror or exc}): choose a path in a "
-                          "folder you can write to") from None
+    problem = output_path_problem("RO-Crate", target, shown)
+    if problem:
+        raise ConfigError(problem)
     return target
 
 

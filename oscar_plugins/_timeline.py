@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigError
-from ._validation import parse_cpu
+from ._validation import output_path_problem, parse_cpu
 
 if TYPE_CHECKING:
     from ._client import OscarClient
@@ -144,20 +144,14 @@ def check_timeline_path(path: str | os.PathLike[str]) -> Path:
     if suffix == ".png" and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError(f"timeline {str(path)!r}: a PNG needs matplotlib, which is not installed: "
                           "pip install matplotlib (or 'oscar-plugins[examples]'), or ask for .html (no dependency)")
-    folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise ConfigError(f"timeline {str(path)!r} is a folder: give a file name ending in .html or .png")
-    if not folder.is_dir():
-        raise ConfigError(f"timeline {str(path)!r}: the folder {str(folder)!r} does not exist: create it first "
-                          "or choose another path")
-    try:  # what os.access cannot see (read-only mounts, ACLs): try it
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".timeline-check-"):
-            pass
-        if target.exists() and not os.access(target, os.W_OK):
-            raise PermissionError(f"{target} is read-only")
-    except OSError as exc:
-        raise ConfigError(f"timeline {str(path)!r} cannot be written ({exc.strerror or exc}): choose a path "
-                          "in a folder you can write to") from None
+    problem = output_path_problem("timeline", target, str(path))
+    if problem is None and target.exists() and not os.access(target, os.W_OK):
+        problem = (f"timeline {str(path)!r} cannot be written ({target} is read-only): choose a path in a folder "
+                   "you can write to")
+    if problem:
+        raise ConfigError(problem)
     return target
 
 

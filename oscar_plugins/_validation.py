@@ -7,11 +7,14 @@ sides reject the same inputs with the same words.
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 __all__ = [
     "DNS1123_LABEL_RE",
     "SERVICE_NAME_MAX",
     "job_name_problem",
+    "output_path_problem",
     "parse_cpu",
     "parse_memory",
     "service_name_problem",
@@ -107,3 +110,19 @@ def parse_memory(value: str | int) -> int:
     if size <= 0:
         raise ValueError(f"memory {value!r} must be greater than 0")
     return size
+
+
+def output_path_problem(label: str, target: Path, shown: str) -> str | None:
+    """Whether a report (a timeline, a crate, a research object) can be created at ``target``, before the run
+    that makes it: its folder must exist and take a new file (tried, as ``os.access`` cannot see read-only
+    mounts or ACLs). The problem, naming ``label`` and the path as the user gave it (``shown``), or None."""
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        return f"{label} {shown!r}: the folder {str(folder)!r} does not exist: create it first or choose another path"
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".oscar-plugins-check-"):
+            pass
+    except OSError as exc:
+        return (f"{label} {shown!r} cannot be written ({exc.strerror or exc}): choose a path in a folder you can "
+                "write to")
+    return None
