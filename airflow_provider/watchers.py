@@ -167,7 +167,9 @@ class _OscarWatcher(BaseEventTrigger):
         raise NotImplementedError
 
     def _payload(self, listing: _Listing, event_id: str, event: Any, outputs: list[str] | None) -> dict[str, Any]:
-        raise NotImplementedError
+        """The event: its id (cluster, source, event), the cluster and the event's own fields."""
+        return {"event_id": f"{listing.cluster}#{listing.source}#{event_id}", "cluster": listing.cluster,
+                **event.as_dict()}
 
     # -- Airflow's shared stream ---------------------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
@@ -342,8 +344,7 @@ class OscarJobsFinishedTrigger(_OscarWatcher):
         return read
 
     def _payload(self, listing: _Listing, event_id: str, event: Any, outputs: list[str] | None) -> dict[str, Any]:
-        return {"event_id": f"{listing.cluster}#{listing.source}#{event_id}", "cluster": listing.cluster,
-                **event.as_dict(), "output_keys": outputs or []}
+        return {**super()._payload(listing, event_id, event, outputs), "output_keys": outputs or []}
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         async for event in super().filter_shared_stream(shared_stream):
@@ -404,10 +405,6 @@ class OscarNewObjectsTrigger(_OscarWatcher):
             return events, object_times(events), None
 
         return read
-
-    def _payload(self, listing: _Listing, event_id: str, event: Any, outputs: list[str] | None) -> dict[str, Any]:
-        return {"event_id": f"{listing.cluster}#{listing.source}#{event_id}", "cluster": listing.cluster,
-                **event.as_dict()}
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         async for event in super().filter_shared_stream(shared_stream):
