@@ -5,7 +5,9 @@
 # fetches staged inputs, and uploads outputs itself when the job carries an upload policy (so they never
 # pass through faas-supervisor's in-memory response). The user's script is embedded below unchanged.
 # Every process costs (about 1 ms of CPU each, curl about 9): a short job forks as few as it can.
-op_work=$(mktemp -d 2>/dev/null || { mkdir -p "/tmp/op.$$" && echo "/tmp/op.$$"; })
+# (A command substitution of one simple command runs it in the forked shell itself: no second fork.)
+op_work=$(mktemp -d 2>/dev/null) || op_work=""
+[ -n "$op_work" ] || { mkdir -p "/tmp/op.$$" && op_work="/tmp/op.$$"; }
 cat > "$op_work/user.sh" <<'__OSCAR_PLUGINS_USER_SCRIPT_END__'
 @@USER_SCRIPT@@
 __OSCAR_PLUGINS_USER_SCRIPT_END__
@@ -139,6 +141,16 @@ op_has_suffix() { # path: passes the suffix filters (none = all)
   [ "$op_n" -eq 0 ]
 }
 
+op_line64() { # tag text: "tag text" on one line (base64 wraps its lines: the shell joins them, no process)
+  op_tag=$1
+  IFS='
+'
+  set -- $2
+  IFS=''
+  printf '%s %s\n' "$op_tag" "$*"
+  unset IFS
+}
+
 op_status=0
 op_up_url=""
 op_drop=""
@@ -239,36 +251,40 @@ if [ -n "${JOB_UUID:-}" ]; then
      done)
   fi
   [ -s "$op_work/log" ] && tail -c 8388608 "$op_work/log" > "$op_job_out/.oscar-plugins-log" 2>/dev/null
-  # The job's files (its outputs and log), listed once for the status and the uploads.
-  (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
+  # The job's files (its outputs and log), listed once for the status and the uploads, with their sizes
+  # when find has -printf (GNU); else wc measures each file, one process more a file.
+  find "$op_job_out" -type f ! -name .oscar-plugins-status -printf '%s %P\n' > "$op_work/sized" 2>/dev/null || {
+    (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
+    while IFS= read -r f; do printf '%s %s\n' - "${f#./}"; done < "$op_work/files" > "$op_work/sized"; }
   {
     echo "exit=$op_rc"
-    # The end of the script's own output, for failure reports.
-    if [ -s "$op_work/log" ]; then
-      op_tail=$(tail -c 16384 "$op_work/log" 2>/dev/null | base64 2>/dev/null | tr -d '\n')
-      [ -n "$op_tail" ] && printf 'log %s\n' "$op_tail"
-    fi
     # Small outputs also ride inline (base64) so a client collects such a job with one GET.
     # (Few processes per file: a job's own cost matters when thousands of them are short.)
-    (cd "$op_job_out" && op_inline=0 && set -f && while IFS= read -r f; do
-       f=${f#./}
-       case "${f##*/}" in .oscar-plugins-log) continue ;; esac
-       if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$f"); s=${s%% *}; else s=-; fi
-       n=$(wc -c < "$f"); n=$((n + 0))
-       printf 'file %s %s %s\n' "$n" "$s" "$f"
-       if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
-          op_b64=$(base64 < "$f" 2>/dev/null) && [ -n "$op_b64" ]; then
-         # base64 wraps its lines: the shell joins them (fields split on newlines, joined with no separator)
-         IFS='
-'
-         set -- $op_b64
-         IFS=''
-         printf 'inline %s\n' "$*"
-         unset IFS
-         op_inline=$((op_inline + n))
-       fi
-     done < "$op_work/files")
-  } > "$op_work/status"
+    op_inline=0
+    op_logsize=-
+    while IFS= read -r op_line; do
+      n=${op_line%% *}; f=${op_line#* }
+      printf '%s\n' "$f" >&4
+      case "${f##*/}" in .oscar-plugins-log) [ "$f" = .oscar-plugins-log ] && op_logsize=$n; continue ;; esac
+      if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$op_job_out/$f"); s=${s%% *}; else s=-; fi
+      [ "$n" = - ] && { n=$(wc -c < "$op_job_out/$f"); n=$((n + 0)); }
+      printf 'file %s %s %s\n' "$n" "$s" "$f"
+      if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
+         op_b64=$(base64 < "$op_job_out/$f" 2>/dev/null) && [ -n "$op_b64" ]; then
+        op_line64 inline "$op_b64"
+        op_inline=$((op_inline + n))
+      fi
+    done < "$op_work/sized"
+    # The end of the script's own output, for failure reports: base64 alone when the log is that short.
+    if [ -s "$op_work/log" ]; then
+      if [ "$op_logsize" != - ] && [ "$op_logsize" -le 16384 ]; then
+        op_tail=$(base64 < "$op_work/log" 2>/dev/null)
+      else
+        op_tail=$(tail -c 16384 "$op_work/log" 2>/dev/null | base64 2>/dev/null)
+      fi
+      [ -n "$op_tail" ] && op_line64 log "$op_tail"
+    fi
+  } > "$op_work/status" 4> "$op_work/files"
   # Upload the outputs here, status last, when the job brought a policy; else faas-supervisor uploads them
   # (and then also holds them in memory for its response: keep them well under the memory limit).
   op_sent=1
