@@ -212,6 +212,9 @@ class OscarClient:
     @property
     def storage(self) -> Storage:
         """The cluster's MinIO, with the credentials ``/system/config`` gives this user."""
+        storage = self._storage
+        if storage is not None:  # asked for every transfer: no lock once it is known
+            return storage
         with self._lock:
             if self._storage is None:
                 provider = self.config().get("minio_provider") or {}

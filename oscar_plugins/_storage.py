@@ -155,6 +155,8 @@ class Storage:
     _http: httpx.Client | None = field(default=None, init=False, repr=False)
     _hashes: _HashCache | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    #: Held only while boto3's client is built (0.3 s and more): the signed GETs' client never waits for it.
+    _boto_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_minio_provider(cls, provider: Mapping[str, Any]) -> Storage:
@@ -168,7 +170,9 @@ class Storage:
 
     @property
     def client(self) -> S3Client:
-        with self._lock:
+        if self._client is not None:  # built once: read without a lock
+            return self._client  # type: ignore[no-any-return]
+        with self._boto_lock:
             if self._client is None:
                 import boto3  # lazy: boto3 takes ~0.3 s to import
                 from botocore.config import Config
@@ -187,6 +191,9 @@ class Storage:
     @property
     def http(self) -> httpx.Client:
         """The httpx client of the signed plain GETs (keep-alive pool sized for parallel ranges)."""
+        http = self._http
+        if http is not None:  # every GET asks: no lock once it is built
+            return http
         with self._lock:
             if self._http is None:
                 n = max(16, 2 * self.max_concurrency)

@@ -56,3 +56,36 @@ def test_a_large_new_file_is_uploaded_while_hashed_and_never_sent_twice(storage,
     big.write_bytes(b"x" * (2 << 20))
     changed = st.stage(bucket, big)
     assert changed not in (key, again) and st.get_bytes(bucket, changed) == b"x" * (2 << 20)
+
+
+def test_a_get_does_not_wait_while_boto3s_client_is_built(storage, monkeypatch):
+    """Collecting results (signed GETs) goes on while another thread builds boto3's client, which takes a
+    while (oscar-cwl's first cleanup builds it in the middle of a run's collections)."""
+    import threading
+
+    import boto3
+
+    st, bucket = storage
+    st.put_bytes(bucket, "k", b"data")
+    building, release = threading.Event(), threading.Event()
+    real = boto3.session.Session.client
+
+    def slow(self, *args, **kwargs):
+        building.set()
+        release.wait(60)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", slow)
+    st._client = None
+    builder = threading.Thread(target=lambda: st.client)
+    builder.start()
+    got: list[bytes] = []
+    try:
+        assert building.wait(60)
+        getter = threading.Thread(target=lambda: got.append(st.get_bytes(bucket, "k")))
+        getter.start()
+        getter.join(60)  # with one lock for both clients the GET would wait for the release below
+        assert got == [b"data"]
+    finally:
+        release.set()
+        builder.join(60)
