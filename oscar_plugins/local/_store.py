@@ -6,7 +6,9 @@ directly. Times are stored as UNIX seconds and formatted as RFC 3339 by :func:`r
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -60,7 +62,17 @@ def rfc3339(stamp: float | None) -> str | None:
     """Format UNIX seconds as RFC 3339 in UTC with second precision, or None."""
     if stamp is None:
         return None
-    return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if stamp < 0:
+        return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # The second datetime.fromtimestamp would show (it rounds to the microsecond first), formatted once per
+    # second: every job listing formats each job's times again, and many jobs share a second.
+    fraction, whole = math.modf(stamp)
+    return _second(int(whole) + (round(fraction * 1e6) >= 1_000_000))
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,15 @@ def test_sigv4_verification_against_botocore_signatures() -> None:
     assert problem is not None and problem.code == "AccessDenied"
 
 
+def test_rfc3339_shows_the_second_datetime_shows() -> None:
+    """The per-second cache rounds as datetime.fromtimestamp does (to the microsecond first)."""
+    stamps = [0.0, 0.4999995, 0.9999994, 0.9999995, 0.9999996, 59.9999999, 86399.9999996, 1796173056.61,
+              1796173056.9999996, 1796173057.0000004, 4102444799.9999999, -1.5]
+    stamps += [1796173056 + i / 7 for i in range(50)]
+    for stamp in stamps:
+        assert rfc3339(stamp) == datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_small_formats_and_reprs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00Z" and rfc3339(None) is None
     info = LocalClusterInfo("http://x", "oscar", "pw-secret", "http://s3", "AK", "sk-secret", tmp_path, 1)
