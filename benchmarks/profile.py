@@ -7,16 +7,23 @@ cluster's API server (and its supervisor-like runner), its S3 server, and the jo
 server with py-spy and prints each one's heaviest frames (inclusive share of samples).
 
     python -m benchmarks.profile [--scenario dispatch|cwl] [--jobs 300] [--py-spy] [--write]
+    python -m benchmarks.profile --against REV [--pairs 20] [--batch 50]
 
 ``--write`` puts the tables into docs/PERFORMANCE.md (between the ``<!-- profile -->`` markers).
+
+``--against REV`` compares this tree with a git revision on a shared machine, where whole runs differ by
+more than a cut: both codes' clusters are up at once and take alternating batches of trivial jobs (the
+order swapped each pair, a first pair to warm up), and each party's CPU a job is compared pair by pair.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -176,13 +183,106 @@ def run(scenario: str, jobs: int, spy: bool, work: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+#: Runs one local cluster of the code on its PYTHONPATH; on each "run N" line dispatches N trivial jobs
+#: and prints a JSON line with the CPU seconds of the API server, the S3 server and the job scripts.
+PAIR_DRIVER = r"""
+import json, sys, time
+from pathlib import Path
+import psutil
+from oscar_plugins import BasicCredentials, ClusterProfile, Dispatcher, JobSpec, OscarClient, service_from_dict
+from oscar_plugins.local import down, up
+work = Path(sys.argv[1])
+info = up(work / "cluster")
+try:
+    api = psutil.Process(info.pid)
+    s3 = next(p for p in api.children() if "oscar_plugins.local.storage._s3" in " ".join(p.cmdline()))
+    prof = ClusterProfile("p", info.endpoint, BasicCredentials(info.username, info.password), ssl_verify=False)
+    with OscarClient(prof) as client:
+        client.ensure_service(service_from_dict({
+            "name": "prof", "image": "alpine", "cpu": "0.1", "memory": "64Mi",
+            "script": 'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out"',
+            "output": [{"storage_provider": "minio.default", "path": "prof/out"}]}))
+        print("{}", flush=True)
+        for k, line in enumerate(sys.stdin):
+            n = int(line.split()[1])
+            t, s = api.cpu_times(), s3.cpu_times()
+            before = (t.user + t.system, t.children_user + t.children_system, s.user + s.system)
+            res = Dispatcher(client).map("prof", [JobSpec(payload=f"job {i}\n") for i in range(n)],
+                                         work / f"out{k}", max_in_flight=n)
+            time.sleep(0.3)  # the last bucket events and job ends
+            t, s = api.cpu_times(), s3.cpu_times()
+            after = (t.user + t.system, t.children_user + t.children_system, s.user + s.system)
+            cpu = dict(zip(("api", "scripts", "s3"), (b - a for a, b in zip(before, after))))
+            print(json.dumps({**cpu, "ok": sum(r.ok for r in res), "n": n}), flush=True)
+finally:
+    down(work / "cluster")
+"""
+PARTS = {"api": "cluster API server + runner", "s3": "cluster S3 server (moto)",
+         "scripts": "job scripts (/bin/sh, wrapper, coreutils)"}
+
+
+def paired(rev: str, pairs: int, batch: int, work: Path) -> str:
+    """This tree against ``rev`` (see the module's docstring): a table of each party's CPU a job."""
+    old = work / "rev"
+    old.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    drivers: dict[str, subprocess.Popen[str]] = {}
+    for name, tree in (("rev", old), ("tree", ROOT)):
+        env = {**os.environ, "PYTHONPATH": str(tree), "OSCAR_PLUGINS_CACHE_DIR": str(work / name / "cache")}
+        drivers[name] = subprocess.Popen([sys.executable, "-c", PAIR_DRIVER, str(work / name)], cwd=tree, env=env,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    records: dict[str, list[dict[str, float]]] = {"rev": [], "tree": []}
+    loads = []
+    try:
+        for driver in drivers.values():
+            assert driver.stdout is not None and driver.stdout.readline(), "a cluster did not start"
+        for i in range(pairs + 1):
+            loads.append(os.getloadavg()[0])
+            for name in ("rev", "tree") if i % 2 == 0 else ("tree", "rev"):
+                driver = drivers[name]
+                assert driver.stdin is not None and driver.stdout is not None
+                driver.stdin.write(f"run {batch}\n")
+                driver.stdin.flush()
+                record = json.loads(driver.stdout.readline())
+                if record["ok"] != batch:
+                    raise SystemExit(f"{batch - record['ok']} jobs failed at {name}")
+                if i:  # the first pair warms both clusters up
+                    records[name].append({k: 1000 * record[k] / batch for k in PARTS})
+    finally:
+        for driver in drivers.values():
+            if driver.stdin is not None:
+                driver.stdin.close()
+            driver.wait(120)
+    for name in records:
+        for r in records[name]:
+            r["all"] = sum(r[k] for k in PARTS)
+    rows = [f"This tree against `{rev}`: {pairs} pairs of {batch}-job batches, 1-minute load {min(loads):.1f}-"
+            f"{max(loads):.1f}. CPU ms a job, median of the batches; this / {rev} pair by pair: median (quartiles).",
+            "", f"| party | {rev} | this tree | this / {rev} |", "|---|---|---|---|"]
+    for key, label in (*PARTS.items(), ("all", "**all parties**")):
+        ratios = sorted(b[key] / a[key] for a, b in zip(records["rev"], records["tree"], strict=True))
+        q1, q3 = ratios[len(ratios) // 4], ratios[3 * len(ratios) // 4]
+        rows.append(f"| {label} | {statistics.median(r[key] for r in records['rev']):.1f} | "
+                    f"{statistics.median(r[key] for r in records['tree']):.1f} | "
+                    f"{statistics.median(ratios):.2f} ({q1:.2f}-{q3:.2f}) |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Where the CPU goes when dispatching many short jobs.")
     parser.add_argument("--scenario", choices=["dispatch", "cwl"], default="dispatch")
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--py-spy", action="store_true", help="also sample each process with py-spy")
     parser.add_argument("--write", action="store_true", help="put the tables into docs/PERFORMANCE.md")
+    parser.add_argument("--against", metavar="REV", help="compare with this git revision (trivial jobs, paired)")
+    parser.add_argument("--pairs", type=int, default=20, help="with --against: pairs of batches")
+    parser.add_argument("--batch", type=int, default=50, help="with --against: jobs a batch")
     args = parser.parse_args(argv)
+    if args.against:
+        with tempfile.TemporaryDirectory(prefix="oscar-paired-") as tmp:
+            print(paired(args.against, args.pairs, args.batch, Path(tmp)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="oscar-profile-") as tmp:
         text = run(args.scenario, args.jobs, args.py_spy, Path(tmp))
     print(text)
