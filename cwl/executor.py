@@ -39,6 +39,7 @@ from oscar_plugins import AGAIN, Batch, Job, JobFailed, JobResult, JobState, Osc
 from .job import OscarCommandLineJob, Prepared, Submitted
 from .plan import BATCH_MEMBER, render_batch_script
 from .runner import FETCH_UNAVAILABLE, RunnerSpec, format_cpu, format_memory
+from .staging import unpack_batch
 from .timeline import StepTimeline
 from .tool import offloaded_tools
 
@@ -289,6 +290,7 @@ class OscarExecutor(MultithreadedJobExecutor):
                 failure: BaseException | None = None
                 try:
                     collected = lead.session.collect(batch_job, work) if expired is None else None
+                    unpack_batch(work)
                 except (OscarError, OSError, ValueError) as exc:
                     failure = exc
                 if isinstance(failure, JobFailed) and failure.exit_code == FETCH_UNAVAILABLE and lead.fetch:

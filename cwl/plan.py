@@ -236,7 +236,7 @@ def render_job_script(plan: JobPlan, refs: Mapping[str, Inline | Url]) -> str:
 
 
 #: Inside a batch job, command ``i`` writes its ``result.tar`` (or, when it could not be prepared,
-#: ``runner.log`` and ``runner-exit``) into this sub-folder of the job's output folder.
+#: ``runner.log`` and ``runner-exit``) into this sub-folder of the batch's one ``result.tar``.
 BATCH_MEMBER = "b{}"
 
 
@@ -245,23 +245,29 @@ def render_batch_script(scripts: Sequence[str]) -> str:
     one upload and one download for all of them).
 
     Each runs in a subshell with its own result folder (:data:`BATCH_MEMBER`) and leaves no directory behind
-    for the next, so a command that fails, or
-    one that could not be prepared (its runner exit code and message are kept in ``runner-exit`` and
-    ``runner.log``), does not stop the others. The batch exits 69 (the runner's "cannot fetch") when a
-    member did, so that the whole batch is sent again with its inputs inside.
+    for the next, so a command that fails, or one that could not be prepared (its runner exit code and
+    message are kept in ``runner-exit`` and ``runner.log``), does not stop the others. The folders travel
+    as ONE ``result.tar`` (one upload, one download and one object to delete per batch, not one per
+    command; :func:`~oscar_plugins.cwl.staging.unpack_batch` opens it). The batch exits 69 (the runner's
+    "cannot fetch") when a member did, so that the whole batch is sent again with its inputs inside.
     """
     if not scripts:
         raise ValueError("a batch needs at least one job script")
+    members = ['"$oc_top/' + BATCH_MEMBER.format(i) + '"' for i in range(len(scripts))]
+    # Few processes a command (a pod may run hundreds of them): one mkdir for every result folder, no rm of an
+    # already removed job directory, and one rm at the end for the empty logs.
     lines = [f"# oscar-cwl batch of {len(scripts)} job scripts, run one after the other",
-             'oc_top="$oc_result"', "oc_fetchless=0"]
-    for i, script in enumerate(scripts):
-        member = '"$oc_top/' + BATCH_MEMBER.format(i) + '"'
-        lines += [f"mkdir -p {member} || oc_fail 'cannot create the result folder of command {i}'",
-                  f'( oc_result={member}; trap \'[ -n "${{oc_root:-}}" ] && rm -rf "$oc_root"\' EXIT',
+             f'oc_top={REMOTE_BASE}/batch-$$', "oc_fetchless=0", "set --",
+             f"mkdir -p {' '.join(members)} || oc_fail 'cannot create the result folders of the batch'"]
+    for script, member in zip(scripts, members, strict=True):
+        lines += [f'( oc_result={member}; trap \'[ -d "${{oc_root:-}}" ] && rm -rf "$oc_root"\' EXIT',
                   script.rstrip("\n"), f") 2> {member}/runner.log",
                   "oc_x=$?",
                   f'if [ "$oc_x" -ne 0 ]; then echo "$oc_x" > {member}/runner-exit; fi',
                   '[ "$oc_x" -eq 69 ] && oc_fetchless=1',
-                  f'[ -s {member}/runner.log ] || rm -f {member}/runner.log']
-    lines.append('if [ "$oc_fetchless" -eq 1 ]; then exit 69; fi')
+                  f'[ -s {member}/runner.log ] || set -- "$@" {member}/runner.log']
+    lines += ['if [ "$#" -gt 0 ]; then rm -f "$@"; fi',
+              'tar -C "$oc_top" -cf "$oc_result/result.tar" . || oc_fail "cannot pack the results of the batch"',
+              'rm -rf "$oc_top"',
+              'if [ "$oc_fetchless" -eq 1 ]; then exit 69; fi']
     return "\n".join(lines) + "\n"

@@ -28,14 +28,14 @@ from typing import Any
 
 __all__ = ["FETCH_UNAVAILABLE", "RUNNER_SCRIPT", "RUNNER_VERSION", "RunnerSpec", "format_cpu", "format_memory"]
 
-RUNNER_VERSION = "2"
+RUNNER_VERSION = "3"
 #: The runner's exit code when an input must be downloaded and the image has no curl, wget or python3:
 #: oscar-cwl then sends that image's jobs with every input inside the job (EX_UNAVAILABLE).
 FETCH_UNAVAILABLE = 69
 #: Labels put on runner services, so that they can be listed (and cleaned) as a group.
 RUNNER_LABEL = "oscar-plugins.io/cwl-runner"
 
-RUNNER_SCRIPT = r"""# oscar-cwl runner v2: runs one CWL CommandLineTool job; the job script is $INPUT_FILE_PATH.
+RUNNER_SCRIPT = r"""# oscar-cwl runner v3: runs one CWL CommandLineTool job; the job script is $INPUT_FILE_PATH.
 oc_result="${TMP_OUTPUT_DIR:?the oscar-plugins wrapper sets TMP_OUTPUT_DIR}"
 oc_fail() { echo "oscar-cwl runner: $*" >&2; exit 70; }
 oc_fetch() {
@@ -47,8 +47,9 @@ shutil.copyfileobj(u.urlopen(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
   else echo "oscar-cwl runner: the image has no curl, wget or python3 to fetch inputs" >&2; exit 69; fi
 }
 oc_begin() {
-  oc_root=$1; oc_outdir=$2; oc_tmpdir=$3; oc_in=$1/.in; oc_meta=$1/.meta
-  mkdir -p "$oc_in" "$oc_meta" "$oc_outdir" "$oc_tmpdir" || oc_fail "cannot create the job directories in $1"
+  oc_root=$1; oc_outdir=$2; oc_tmpdir=$3; oc_in=$1/.in; oc_meta=$1/.meta; oc_k=$1/.pack
+  mkdir -p "$oc_in" "$oc_meta" "$oc_outdir" "$oc_tmpdir" "$oc_k/meta" "$oc_k/back" || \
+    oc_fail "cannot create the job directories in $1"
   : > "$oc_meta/drop"; : > "$oc_meta/back"
   oc_stdin=/dev/null; oc_stdout=; oc_stderr=; oc_timelimit=0
 }
@@ -90,8 +91,6 @@ oc_run() {
 }
 oc_pack() {
   while IFS= read -r oc_p; do [ -n "$oc_p" ] && rm -rf "$oc_p"; done < "$oc_meta/drop"
-  oc_k=$oc_root/.pack
-  mkdir -p "$oc_k/meta" "$oc_k/back" || oc_fail "cannot create $oc_k"
   echo "$oc_rc" > "$oc_k/meta/exit-code"
   for oc_f in stdout.log stderr.log timedout; do
     if [ -s "$oc_meta/$oc_f" ]; then mv "$oc_meta/$oc_f" "$oc_k/meta/$oc_f"; fi
@@ -103,7 +102,7 @@ oc_pack() {
     "$oc_root"/*) mv "$oc_outdir" "$oc_k/out" ;;
     *) cp -RPp "$oc_outdir" "$oc_k/out" ;;
   esac || oc_fail "cannot pack $oc_outdir"
-  ( cd "$oc_k" && tar -cf "$oc_result/result.tar" . ) || oc_fail "cannot pack the results"
+  tar -C "$oc_k" -cf "$oc_result/result.tar" . || oc_fail "cannot pack the results"
   rm -rf "$oc_root"
 }
 . "${INPUT_FILE_PATH:?no job script}"

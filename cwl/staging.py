@@ -28,6 +28,7 @@ __all__ = [
     "pack_tree",
     "resolve_sources",
     "unpack",
+    "unpack_batch",
     "unpack_result",
 ]
 
@@ -120,6 +121,14 @@ def unpack(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter=_owner_free)  # noqa: S202 - the filter refuses escaping paths
+
+
+def unpack_batch(work: Path) -> None:
+    """A batch job's one ``result.tar`` in ``work`` opened there: each command's result folder (``b<i>/``)."""
+    archive = work / "result.tar"
+    if archive.is_file():
+        unpack(archive, work)
+        archive.unlink()
 
 
 def _under(member: tarfile.TarInfo, prefix: str) -> tarfile.TarInfo | None:

@@ -14,7 +14,14 @@ from oscar_plugins.cwl.job import process_status
 from oscar_plugins.cwl.pathmapper import OscarPathMapper, split_s3
 from oscar_plugins.cwl.plan import Inline, JobPlan, Layout, Placement, Source, Url, build_placements, render_job_script
 from oscar_plugins.cwl.runner import RUNNER_SCRIPT, RunnerSpec, format_cpu, format_memory
-from oscar_plugins.cwl.staging import INLINE_FILE_LIMIT, fix_symlinks, pack_tree, resolve_sources, unpack_result
+from oscar_plugins.cwl.staging import (
+    INLINE_FILE_LIMIT,
+    fix_symlinks,
+    pack_tree,
+    resolve_sources,
+    unpack_batch,
+    unpack_result,
+)
 
 
 def _layout(tmp_path: Path) -> Layout:
@@ -223,6 +230,8 @@ def test_a_batch_runs_each_command_apart_and_keeps_a_failed_preparation_to_its_c
     env = {"PATH": os.environ["PATH"], "INPUT_FILE_PATH": str(batch), "TMP_OUTPUT_DIR": str(result), "JOB_UUID": "b"}
     proc = subprocess.run(["/bin/sh", "-c", RUNNER_SCRIPT], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr  # one command that could not run does not fail the others' job
+    assert sorted(p.name for p in result.iterdir()) == ["result.tar"]  # one object for the whole batch
+    unpack_batch(result)
     first, second, third = (result / BATCH_MEMBER.format(i) for i in range(3))
     assert sorted(p.name for p in first.iterdir()) == ["result.tar"]
     assert "out/out.txt" in _members(first / "result.tar")
