@@ -430,11 +430,13 @@ class Runtime:
             while len(self._seen) > 10_000:
                 self._seen.popitem(last=False)
         started = 0
-        principal = self.config.creds.s3_access_key
-        body = json.dumps(minio_event(bucket, key, principal, size, etag), separators=(",", ":")).encode()
-        owner = format_uid(principal)[:62] if self.persona.job_owner_label else None
+        body, owner = b"", None  # built for the first service triggered: most objects (outputs) trigger none
         for service in self.list_services() if services is None else services:
             if triggered_by(service, bucket, key):
+                if not body:
+                    principal = self.config.creds.s3_access_key
+                    body = json.dumps(minio_event(bucket, key, principal, size, etag), separators=(",", ":")).encode()
+                    owner = format_uid(principal)[:62] if self.persona.job_owner_label else None
                 await self.submit_job(service, None, body, owner)
                 started += 1
         return started
