@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 import httpx
 
@@ -58,6 +61,12 @@ _S3_ERRORS: Mapping[str, str] = {
     "BadDigest": "the object store saw corrupted data for {bucket}/{key}; retry the upload",
     "InvalidDigest": "the object store saw corrupted data for {bucket}/{key}; retry the upload",
 }
+
+
+def delete_objects_body(keys: Sequence[str]) -> bytes:
+    """The XML body of a quiet S3 DeleteObjects request for ``keys``."""
+    objects = "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys)
+    return f'<?xml version="1.0" encoding="UTF-8"?><Delete><Quiet>true</Quiet>{objects}</Delete>'.encode()
 
 
 def _xml_code(body: str) -> str | None:
@@ -500,11 +509,32 @@ class Storage:
         return self.delete_keys(bucket, [o.key for o in self.list(bucket, prefix)])
 
     def delete_keys(self, bucket: str, keys: Sequence[str]) -> int:
-        """Delete objects (missing ones are fine), 1,000 per request."""
+        """Delete objects (missing ones are fine), 1,000 per signed request (S3's DeleteObjects, quiet).
+
+        Signed here, not with boto3: a run that only submits and collects never builds boto3's client."""
         for start in range(0, len(keys), 1000):
-            batch: Any = [{"Key": k} for k in keys[start:start + 1000]]
-            try:
-                self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-            except Exception as exc:
-                raise self._error(exc, bucket, keys[start]) from None
+            self._delete_batch(bucket, keys[start:start + 1000])
         return len(keys)
+
+    def _delete_batch(self, bucket: str, keys: Sequence[str]) -> None:
+        body = delete_objects_body(keys)
+        path = "/" + quote(bucket, safe="")
+        extra = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode("ascii"),  # noqa: S324 - S3 asks
+                 "content-type": "application/xml"}
+
+        def once() -> None:
+            headers = sign_headers("POST", host_header(self.endpoint), path, self.access_key, self.secret_key,
+                                   self.region, query="delete=", headers=extra,
+                                   payload_hash=hashlib.sha256(body).hexdigest())
+            try:
+                response = self.http.post(self.endpoint.rstrip("/") + path + "?delete=", content=body,
+                                          headers=headers)
+            except httpx.TransportError as exc:
+                raise ConnectionFailed(f"cannot reach the object store at {self.endpoint} ({exc.__class__.__name__})"
+                                       ": is the cluster up?") from None
+            if response.status_code != 200:
+                code = _xml_code(response.text) or str(response.status_code)
+                template = _S3_ERRORS.get(code, "object store error " + code + " on {bucket}/{key}")
+                raise StorageError(template.format(bucket=bucket, key=keys[0]), code=code)
+
+        retry(once, self.get_backoff)
