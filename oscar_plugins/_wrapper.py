@@ -19,7 +19,14 @@ library therefore installs ``wrapper.sh`` around the scripts of services it depl
   Otherwise (no policy, no tool, a failed upload) the supervisor uploads them as usual;
 * for sync runs, prints ``oscar-plugins: script exited with code N`` and, on failure, removes the
   outputs so the response body is the log;
-* reads a *manifest* input (below) to fetch several or large staged inputs and set variables.
+* reads a *manifest* input (below) to fetch several or large staged inputs and set variables;
+* from wrapper v3, runs a *batch*: a manifest ``v2 N`` lists N members, each run once, one after the
+  other, each in a subshell of its own (its inputs, variables, payload, ``$TMP_OUTPUT_DIR`` at
+  ``<job>/member-<i>/``, its exit code and log), as if each were a job of its own. The one status file
+  of the job starts with ``exit=0`` (the batch ran) and has a section per member: a ``member <i>`` line
+  then that member's ``exit=``, ``log``, ``file`` and ``inline`` lines (paths inside its folder; the
+  48 KiB inline are the job's, shared by its members). A v2 wrapper does not read a ``v2`` manifest
+  (the script would get it as a plain input): :func:`wrapper_version` tells the client which it has.
 
 Manifest (UTF-8 text, the job's input file)::
 
@@ -32,6 +39,10 @@ Manifest (UTF-8 text, the job's input file)::
     env  <NAME> <base64 value>
     upload <POST url> <key prefix> <base64 of the policy's form fields, one "name=value" a line>
     insecure                       (the object store's certificate is not to be verified)
+
+A batch's manifest (``#oscar-plugins-manifest v2 <N>``) has the shared lines first (``upload``,
+``insecure``), then each member's: ``member <i>`` (0 to N-1, in order) followed by that member's
+``url``/``data``/``empty``/``payload``/``payload-url``/``env`` lines, read as a one-job manifest's.
 
 Everything here is pure: building text, parsing text.
 """
@@ -47,6 +58,8 @@ from importlib import resources
 from ._fdl import StorageIO
 
 __all__ = [
+    "BATCH_MANIFEST_HEADER",
+    "BATCH_WRAPPER_VERSION",
     "CLUSTER_FAILED",
     "EXIT_RE",
     "LOG_FILE",
@@ -56,19 +69,26 @@ __all__ = [
     "RESERVED_FILES",
     "STATUS_FILE",
     "WRAPPER_MARKER",
+    "BatchManifest",
     "JobStatusFile",
     "Manifest",
     "explain_job_log",
     "is_wrapped",
+    "member_folder",
     "parse_status",
     "unwrap_script",
     "wrap_script",
     "wrapped_outputs",
+    "wrapper_version",
 ]
 
-WRAPPER_MARKER = "# oscar-plugins wrapper v2"
-_MARKERS = ("# oscar-plugins wrapper v1", WRAPPER_MARKER)
+WRAPPER_MARKER = "# oscar-plugins wrapper v3"
+_MARKER = re.compile(r"\A#!/bin/sh\n# oscar-plugins wrapper v(\d+)\n")
+#: The first wrapper version that runs batches (a ``v2`` manifest with members).
+BATCH_WRAPPER_VERSION = 3
 MANIFEST_HEADER = "#oscar-plugins-manifest v1"
+BATCH_MANIFEST_HEADER = "#oscar-plugins-manifest v2"
+_MEMBER_FOLDER = "member-{}"
 STATUS_FILE = ".oscar-plugins-status"
 LOG_FILE = ".oscar-plugins-log"
 #: Files the wrapper writes next to a job's outputs.
@@ -88,9 +108,20 @@ def _template() -> str:
     return resources.files("oscar_plugins").joinpath("wrapper.sh").read_text(encoding="utf-8")
 
 
+def wrapper_version(script: str) -> int | None:
+    """The version of the oscar-plugins wrapper around ``script`` (1, 2, 3...), or None when not wrapped."""
+    found = _MARKER.match(script)
+    return int(found.group(1)) if found else None
+
+
 def is_wrapped(script: str) -> bool:
     """True when ``script`` already carries an oscar-plugins wrapper (of any version)."""
-    return any(script.startswith("#!/bin/sh\n" + marker + "\n") for marker in _MARKERS)
+    return wrapper_version(script) is not None
+
+
+def member_folder(member: int) -> str:
+    """The folder of batch member ``member`` inside its job's folder (its ``$TMP_OUTPUT_DIR``)."""
+    return _MEMBER_FOLDER.format(member)
 
 
 def wrap_script(script: str, prefixes: Sequence[str] = (), suffixes: Sequence[str] = ()) -> str:
@@ -176,6 +207,23 @@ class Manifest:
         return ("\n".join([MANIFEST_HEADER, *self.lines]) + "\n").encode()
 
 
+@dataclass
+class BatchManifest:
+    """Builder for a batch's manifest: ``shared`` lines (the upload policy), then one :class:`Manifest` a
+    member (see the module docstring). Only a wrapper of :data:`BATCH_WRAPPER_VERSION` or later reads it."""
+
+    shared: Manifest = field(default_factory=Manifest)
+    members: list[Manifest] = field(default_factory=list)
+
+    def render(self) -> bytes:
+        if not self.members:
+            raise ValueError("a batch needs at least one member")
+        lines = [f"{BATCH_MANIFEST_HEADER} {len(self.members)}", *self.shared.lines]
+        for i, member in enumerate(self.members):
+            lines += [f"member {i}", *(line for line in member.lines if not line.startswith("upload "))]
+        return ("\n".join(lines) + "\n").encode()
+
+
 @dataclass(frozen=True)
 class OutputRecord:
     size: int
@@ -193,14 +241,30 @@ class JobStatusFile:
     outputs: list[OutputRecord]
     #: The end of the script's own output (stdout and stderr), when the wrapper recorded it.
     log_tail: str = ""
+    #: A batch's members, by their number in the batch: each one's own status (paths inside its folder).
+    members: dict[int, JobStatusFile] = field(default_factory=dict)
 
 
 def parse_status(text: str) -> JobStatusFile:
-    """Parse a status file; tolerant of unknown lines (newer wrappers)."""
+    """Parse a status file; tolerant of unknown lines (newer wrappers). A batch's ``member <i>`` lines
+    start each member's section, parsed as a job's own status."""
+    sections: list[tuple[int | None, list[str]]] = [(None, [])]
+    for line in text.splitlines():
+        head, _, rest = line.partition(" ")
+        if head == "member" and rest.strip().isdigit():
+            sections.append((int(rest), []))
+        else:
+            sections[-1][1].append(line)
+    top = _parse_section(sections[0][1])
+    members = {i: _parse_section(lines) for i, lines in sections[1:] if i is not None}
+    return JobStatusFile(top.exit_code, top.outputs, top.log_tail, members)
+
+
+def _parse_section(lines: list[str]) -> JobStatusFile:
     exit_code: int | None = None
     outputs: list[OutputRecord] = []
     log_tail = ""
-    for line in text.splitlines():
+    for line in lines:
         if line.startswith("log "):
             try:
                 log_tail = base64.b64decode(line[4:].strip(), validate=True).decode("utf-8", "replace")

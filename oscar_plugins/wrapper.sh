@@ -1,9 +1,11 @@
 #!/bin/sh
-# oscar-plugins wrapper v2
+# oscar-plugins wrapper v3
 # Installed by oscar-plugins around a service's script. OSCAR ignores a script's exit code; this
 # wrapper records it with the script's own output, keeps each job's outputs under its own folder,
 # fetches staged inputs, and uploads outputs itself when the job carries an upload policy (so they never
 # pass through faas-supervisor's in-memory response). The user's script is embedded below unchanged.
+# v3: a "#oscar-plugins-manifest v2 N" input is a batch of N members, each run once, one after the other,
+# in a subshell of its own (its inputs, variables, output folder member-<i>/ and section of the status).
 # Every process costs (about 1 ms of CPU each, curl about 9): a short job forks as few as it can.
 # (A command substitution of one simple command runs it in the forked shell itself: no second fork.)
 op_work=$(mktemp -d 2>/dev/null) || op_work=""
@@ -151,21 +153,141 @@ op_line64() { # tag text: "tag text" on one line (base64 wraps its lines: the sh
   unset IFS
 }
 
-op_status=0
-op_up_url=""
-op_drop=""
-if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
-   [ "$(head -c 26 "$INPUT_FILE_PATH" 2>/dev/null)" = "#oscar-plugins-manifest v1" ]; then
-  op_in="${TMP_INPUT_DIR:-$op_work}/oscar-inputs"
+op_prepare() { # manifest: fetch or decode the inputs it lists into $op_in, export its variables
   op_first=""
   op_named=""
   op_payload=""
+  while IFS=' ' read -r op_kind op_a op_b op_c; do
+    case "$op_kind" in
+      insecure) op_k="-k" ;;
+      payload) op_payload="$op_in/payload"; [ "$op_a" = = ] || op_decode "$op_a" > "$op_payload" || op_status=1 ;;
+      payload-url) op_payload="$op_in/payload"
+                   op_fetch "$op_a" "$op_payload" || { echo "oscar-plugins: could not fetch the payload" >&2; op_status=1; } ;;
+      upload) op_up_url="$op_a"; op_up_prefix="$op_b"
+              [ "$op_c" = @ ] || printf '%s' "$op_c" | base64 -d > "$op_work/fields" 2>/dev/null || op_up_url="" ;;
+      url) op_fetch "$op_b" "$op_in/$op_a" || { echo "oscar-plugins: could not fetch input $op_a" >&2; op_status=1; } ;;
+      data) [ "$op_b" = = ] || op_decode "$op_b" > "$op_in/$op_a" || op_status=1 ;;
+      empty) : > "$op_in/$op_a" ;;
+      env) op_val=$(printf '%s' "$op_b" | base64 -d); export "$op_a=$op_val" ;;
+      *) continue ;;
+    esac
+    case "$op_kind" in url|data|empty) op_named=1; [ -z "$op_first" ] && op_first="$op_in/$op_a" ;; esac
+  done < "$1" 2> "$op_work/prepare"
+  [ -s "$op_work/prepare" ] && cat "$op_work/prepare" >&2
+  # A payload alone is the job's input file, as a plain job body would be; named inputs share a folder.
+  if [ -n "$op_named" ] || [ -z "$op_payload" ]; then export OSCAR_INPUTS_DIR="$op_in"; fi
+  INPUT_FILE_PATH="${op_first:-${op_payload:-$op_in}}"
+  export INPUT_FILE_PATH
+}
+
+op_run() { # folder: run the script once, its outputs there; sets op_rc, its output in $op_work/log
+  if [ "$op_status" -eq 0 ]; then
+    # The script's output goes to the job's log as it comes, and to a file the client reads back.
+    [ -z "$op_members" ] || : > "$op_work/rc"  # an earlier member's code is not this one's
+    if command -v tee >/dev/null 2>&1; then
+      { TMP_OUTPUT_DIR="$1" /bin/sh "$op_work/user.sh"; echo "$?" > "$op_work/rc"; } 2>&1 | tee "$op_work/log"
+    else
+      TMP_OUTPUT_DIR="$1" /bin/sh "$op_work/user.sh" > "$op_work/log" 2>&1
+      echo "$?" > "$op_work/rc"
+      cat "$op_work/log"
+    fi
+    op_rc=""
+    [ -s "$op_work/rc" ] && read -r op_rc < "$op_work/rc"
+    op_rc=${op_rc:-137}
+  else
+    # The script did not run: the job's log is why (the client shows it).
+    { cat "$op_work/prepare" 2>/dev/null
+      echo "oscar-plugins: the job's inputs could not be prepared, so the script did not run"; } > "$op_work/log"
+    cat "$op_work/log"
+    op_rc=86
+  fi
+  # On a line of its own, after a newline the client removes again (a sync run's text comes back exact).
+  printf '\noscar-plugins: script exited with code %s\n' "$op_rc"
+}
+
+op_record() { # folder: keep only its files that pass the filters, and the script's output; print its status
+  # The service's prefix/suffix filters, as OSCAR would apply them to an unwrapped job's outputs.
+  if [ -n "$op_prefixes$op_suffixes" ]; then
+    printf '%s' "$op_prefixes" > "$op_work/prefix"
+    printf '%s' "$op_suffixes" > "$op_work/suffix"
+    (cd "$1" && find . -type f | while IFS= read -r f; do
+       f=${f#./}
+       { op_has_prefix "$f" && op_has_suffix "$f"; } || rm -f "$f"
+     done)
+  fi
+  [ -s "$op_work/log" ] && tail -c 8388608 "$op_work/log" > "$1/.oscar-plugins-log" 2>/dev/null
+  # Its files (outputs and log), listed once for the status and the uploads, with their sizes when find
+  # has -printf (GNU); else wc measures each file, one process more a file.
+  find "$1" -type f ! -name .oscar-plugins-status -printf '%s %P\n' > "$op_work/sized" 2>/dev/null || {
+    (cd "$1" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
+    while IFS= read -r f; do printf '%s %s\n' - "${f#./}"; done < "$op_work/files" > "$op_work/sized"; }
+  {
+    echo "exit=$op_rc"
+    # Small outputs also ride inline (base64) so a client collects such a job with one GET: 48 KiB a job,
+    # shared by a batch's members ($op_work/inline carries what the earlier ones used).
+    # (Few processes per file: a job's own cost matters when thousands of them are short.)
+    op_inline=0
+    [ -n "$op_members" ] && [ -s "$op_work/inline" ] && read -r op_inline < "$op_work/inline"
+    op_logsize=-
+    while IFS= read -r op_line; do
+      n=${op_line%% *}; f=${op_line#* }
+      printf '%s\n' "$f" >&4
+      case "${f##*/}" in .oscar-plugins-log) [ "$f" = .oscar-plugins-log ] && op_logsize=$n; continue ;; esac
+      if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$1/$f"); s=${s%% *}; else s=-; fi
+      [ "$n" = - ] && { n=$(wc -c < "$1/$f"); n=$((n + 0)); }
+      printf 'file %s %s %s\n' "$n" "$s" "$f"
+      if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
+         op_b64=$(base64 < "$1/$f" 2>/dev/null) && [ -n "$op_b64" ]; then
+        op_line64 inline "$op_b64"
+        op_inline=$((op_inline + n))
+      fi
+    done < "$op_work/sized"
+    [ -z "$op_members" ] || echo "$op_inline" > "$op_work/inline"
+    # The end of the script's own output, for failure reports: base64 alone when the log is that short.
+    if [ -s "$op_work/log" ]; then
+      if [ "$op_logsize" != - ] && [ "$op_logsize" -le 16384 ]; then
+        op_tail=$(base64 < "$op_work/log" 2>/dev/null)
+      else
+        op_tail=$(tail -c 16384 "$op_work/log" 2>/dev/null | base64 2>/dev/null)
+      fi
+      [ -n "$op_tail" ] && op_line64 log "$op_tail"
+    fi
+  } 4> "$op_work/files"
+}
+
+op_status=0
+op_up_url=""
+op_drop=""
+op_members=""  # a batch's member count (from a "v2 N" manifest); empty for one job
+op_manifest=""
+if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ]; then
+  case "$(head -c 26 "$INPUT_FILE_PATH" 2>/dev/null)" in
+    "#oscar-plugins-manifest v1") op_manifest=1 ;;
+    "#oscar-plugins-manifest v2") op_manifest=1; read -r op_a op_b op_members < "$INPUT_FILE_PATH"
+      case "$op_members" in
+        [1-9]|[1-9]*[0-9]) case "$op_members" in *[!0-9]*) op_members=bad ;; esac ;;
+        *) op_members=bad ;;
+      esac
+      if [ "$op_members" = bad ]; then
+        echo "oscar-plugins: the batch manifest does not say how many members it has" >> "$op_work/prepare"
+        op_members=""; op_manifest=""; op_status=1
+      fi ;;
+  esac
+fi
+op_in="${TMP_INPUT_DIR:-$op_work}/oscar-inputs"
+if [ -n "$op_manifest" ]; then
   # Inline contents are cut out by awk first, at C speed: the shell's read takes a byte at a time (about
   # a second per MiB of base64). A cut-out content becomes "@N", which no base64 text starts with.
   op_blob="$op_work/blobs"
-  mkdir -p "$op_job_out" "$op_in" "$op_blob"
+  set -- "$op_job_out" "$op_in" "$op_blob"
+  op_i=0
+  while [ "$op_i" -lt "${op_members:-0}" ]; do  # a batch member's inputs and outputs: folders of their own
+    set -- "$@" "$op_in/$op_i" "$op_job_out/member-$op_i"; op_i=$((op_i + 1))
+  done
+  mkdir -p "$@"
   # Short text (the upload policy's fields, a small text payload or input) is decoded by awk itself and
   # written where the shell would write it ("=": done): one base64 run less each. Anything else, as before.
+  # A "member <i>" line starts a batch member's lines (its inputs go to $op_in/<i>).
   if ! { command -v awk >/dev/null 2>&1 && awk -v d="$op_blob" -v dir="$op_in" -v fields="$op_work/fields" '
       function text(s,   n, pad, i, v, acc, bits, b, p, out) {
         n = length(s)
@@ -184,8 +306,9 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
         return out
       }
       function put(file, t) { printf "%s", t > file; close(file) }
-      $1 == "data" && !seen["/" $2]++ && (t = text($3)) != "" { put(dir "/" $2, t); print "data", $2, "="; next }
-      $1 == "payload" && !seen["payload"]++ && (t = text($2)) != "" { put(dir "/payload", t); print "payload", "="; next }
+      $1 == "member" && $2 ~ /^[0-9]+$/ { split("", seen); m = "/" $2; print; next }
+      $1 == "data" && !seen["/" $2]++ && (t = text($3)) != "" { put(dir m "/" $2, t); print "data", $2, "="; next }
+      $1 == "payload" && !seen["payload"]++ && (t = text($2)) != "" { put(dir m "/payload", t); print "payload", "="; next }
       $1 == "upload" && (t = text($4)) != "" { put(fields, t); print $1, $2, $3, "@"; next }
       $1 == "data" { n++; f = d "/" n; print $3 > f; close(f); print "data", $2, "@" n; next }
       $1 == "payload" { n++; f = d "/" n; print $2 > f; close(f); print "payload", "@" n; next }
@@ -193,98 +316,49 @@ if [ -n "${INPUT_FILE_PATH:-}" ] && [ -f "$INPUT_FILE_PATH" ] && \
     cp "$INPUT_FILE_PATH" "$op_work/manifest"
   fi
   op_decode() { case "$1" in @*) base64 -d < "$op_blob/${1#@}" ;; *) printf '%s' "$1" | base64 -d ;; esac; }
-  while IFS=' ' read -r op_kind op_a op_b op_c; do
-    case "$op_kind" in
-      insecure) op_k="-k" ;;
-      payload) op_payload="$op_in/payload"; [ "$op_a" = = ] || op_decode "$op_a" > "$op_payload" || op_status=1 ;;
-      payload-url) op_payload="$op_in/payload"
-                   op_fetch "$op_a" "$op_payload" || { echo "oscar-plugins: could not fetch the payload" >&2; op_status=1; } ;;
-      upload) op_up_url="$op_a"; op_up_prefix="$op_b"
-              [ "$op_c" = @ ] || printf '%s' "$op_c" | base64 -d > "$op_work/fields" 2>/dev/null || op_up_url="" ;;
-      url) op_fetch "$op_b" "$op_in/$op_a" || { echo "oscar-plugins: could not fetch input $op_a" >&2; op_status=1; } ;;
-      data) [ "$op_b" = = ] || op_decode "$op_b" > "$op_in/$op_a" || op_status=1 ;;
-      empty) : > "$op_in/$op_a" ;;
-      env) op_val=$(printf '%s' "$op_b" | base64 -d); export "$op_a=$op_val" ;;
-      *) continue ;;
-    esac
-    case "$op_kind" in url|data|empty) op_named=1; [ -z "$op_first" ] && op_first="$op_in/$op_a" ;; esac
-  done < "$op_work/manifest" 2> "$op_work/prepare"
-  [ -s "$op_work/prepare" ] && cat "$op_work/prepare" >&2
-  # A payload alone is the job's input file, as a plain job body would be; named inputs share a folder.
-  if [ -n "$op_named" ] || [ -z "$op_payload" ]; then export OSCAR_INPUTS_DIR="$op_in"; fi
-  INPUT_FILE_PATH="${op_first:-${op_payload:-$op_in}}"
-  export INPUT_FILE_PATH
+  if [ -n "$op_members" ]; then
+    # A batch: the lines before the first member's are shared (upload policy, insecure); one file a member.
+    op_m=shared
+    : > "$op_work/manifest.shared"
+    while IFS= read -r op_line; do
+      case "$op_line" in "member "*) op_m=${op_line#member }; : > "$op_work/manifest.$op_m"; continue ;; esac
+      printf '%s\n' "$op_line" >> "$op_work/manifest.$op_m"
+    done < "$op_work/manifest"
+    op_prepare "$op_work/manifest.shared"
+  else
+    op_prepare "$op_work/manifest"
+  fi
 else
   mkdir -p "$op_job_out"
 fi
 
-# The script's output goes to the job's log as it comes, and to a file the client reads back.
-if [ "$op_status" -eq 0 ]; then
-  if command -v tee >/dev/null 2>&1; then
-    { TMP_OUTPUT_DIR="$op_job_out" /bin/sh "$op_work/user.sh"; echo "$?" > "$op_work/rc"; } 2>&1 | tee "$op_work/log"
-  else
-    TMP_OUTPUT_DIR="$op_job_out" /bin/sh "$op_work/user.sh" > "$op_work/log" 2>&1
-    echo "$?" > "$op_work/rc"
-    cat "$op_work/log"
-  fi
-  op_rc=""
-  [ -s "$op_work/rc" ] && read -r op_rc < "$op_work/rc"
-  op_rc=${op_rc:-137}
+if [ -n "$op_members" ]; then
+  # A batch: each member once, one after the other, in a subshell (its variables stay its own), as a job
+  # of its own would run: its inputs, its output folder, its exit code, its log, its section of the status.
+  echo "exit=0" > "$op_work/status"
+  op_i=0
+  op_rc=0
+  while [ "$op_i" -lt "$op_members" ]; do
+    ( op_in="$op_in/$op_i"
+      unset INPUT_FILE_PATH OSCAR_INPUTS_DIR
+      echo "oscar-plugins: batch member $op_i"
+      [ -f "$op_work/manifest.$op_i" ] || : > "$op_work/manifest.$op_i"
+      op_prepare "$op_work/manifest.$op_i"
+      op_run "$op_job_out/member-$op_i"
+      [ -n "${JOB_UUID:-}" ] && { echo "member $op_i"; op_record "$op_job_out/member-$op_i"; } >> "$op_work/status"
+      exit "$op_rc" )
+    op_x=$?
+    [ "$op_rc" -eq 0 ] && op_rc=$op_x  # the wrapper's own exit code: the first member's failure
+    op_i=$((op_i + 1))
+  done
+  # Every member's files (outputs and logs), for the uploads.
+  [ -n "${JOB_UUID:-}" ] && (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
 else
-  # The script did not run: the job's log is why (the client shows it).
-  { cat "$op_work/prepare" 2>/dev/null
-    echo "oscar-plugins: the job's inputs could not be prepared, so the script did not run"; } > "$op_work/log"
-  cat "$op_work/log"
-  op_rc=86
+  op_run "$op_job_out"
 fi
-# On a line of its own, after a newline the client removes again (a sync run's text comes back exact).
-printf '\noscar-plugins: script exited with code %s\n' "$op_rc"
 
 if [ -n "${JOB_UUID:-}" ]; then
-  # The service's prefix/suffix filters, as OSCAR would apply them to an unwrapped job's outputs.
-  if [ -n "$op_prefixes$op_suffixes" ]; then
-    printf '%s' "$op_prefixes" > "$op_work/prefix"
-    printf '%s' "$op_suffixes" > "$op_work/suffix"
-    (cd "$op_job_out" && find . -type f | while IFS= read -r f; do
-       f=${f#./}
-       { op_has_prefix "$f" && op_has_suffix "$f"; } || rm -f "$f"
-     done)
-  fi
-  [ -s "$op_work/log" ] && tail -c 8388608 "$op_work/log" > "$op_job_out/.oscar-plugins-log" 2>/dev/null
-  # The job's files (its outputs and log), listed once for the status and the uploads, with their sizes
-  # when find has -printf (GNU); else wc measures each file, one process more a file.
-  find "$op_job_out" -type f ! -name .oscar-plugins-status -printf '%s %P\n' > "$op_work/sized" 2>/dev/null || {
-    (cd "$op_job_out" && find . -type f ! -name .oscar-plugins-status) > "$op_work/files"
-    while IFS= read -r f; do printf '%s %s\n' - "${f#./}"; done < "$op_work/files" > "$op_work/sized"; }
-  {
-    echo "exit=$op_rc"
-    # Small outputs also ride inline (base64) so a client collects such a job with one GET.
-    # (Few processes per file: a job's own cost matters when thousands of them are short.)
-    op_inline=0
-    op_logsize=-
-    while IFS= read -r op_line; do
-      n=${op_line%% *}; f=${op_line#* }
-      printf '%s\n' "$f" >&4
-      case "${f##*/}" in .oscar-plugins-log) [ "$f" = .oscar-plugins-log ] && op_logsize=$n; continue ;; esac
-      if command -v sha256sum >/dev/null 2>&1; then s=$(sha256sum < "$op_job_out/$f"); s=${s%% *}; else s=-; fi
-      [ "$n" = - ] && { n=$(wc -c < "$op_job_out/$f"); n=$((n + 0)); }
-      printf 'file %s %s %s\n' "$n" "$s" "$f"
-      if [ "$n" -gt 0 ] && [ "$n" -le 16384 ] && [ $((op_inline + n)) -le 49152 ] && [ "$s" != - ] && \
-         op_b64=$(base64 < "$op_job_out/$f" 2>/dev/null) && [ -n "$op_b64" ]; then
-        op_line64 inline "$op_b64"
-        op_inline=$((op_inline + n))
-      fi
-    done < "$op_work/sized"
-    # The end of the script's own output, for failure reports: base64 alone when the log is that short.
-    if [ -s "$op_work/log" ]; then
-      if [ "$op_logsize" != - ] && [ "$op_logsize" -le 16384 ]; then
-        op_tail=$(base64 < "$op_work/log" 2>/dev/null)
-      else
-        op_tail=$(tail -c 16384 "$op_work/log" 2>/dev/null | base64 2>/dev/null)
-      fi
-      [ -n "$op_tail" ] && op_line64 log "$op_tail"
-    fi
-  } > "$op_work/status" 4> "$op_work/files"
+  [ -n "$op_members" ] || op_record "$op_job_out" > "$op_work/status"
   # Upload the outputs here, status last, when the job brought a policy; else faas-supervisor uploads them
   # (and then also holds them in memory for its response: keep them well under the memory limit).
   op_sent=1

@@ -56,7 +56,7 @@ def test_ensure_service_is_idempotent(client):
     assert client.requests_sent - sent_before == 1  # one GET, no PUT
     changed = client.ensure_service(_svc("idem", cpu="0.3"))
     assert changed.cpu == "0.3" and changed.annotations[SPEC_HASH_ANNOTATION] != first.annotations[SPEC_HASH_ANNOTATION]
-    assert changed.script.startswith("#!/bin/sh\n# oscar-plugins wrapper v2")
+    assert changed.script.startswith("#!/bin/sh\n# oscar-plugins wrapper v3")
 
 
 def test_sync_run_single_file_zip_and_text(client, tmp_path):

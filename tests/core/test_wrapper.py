@@ -207,3 +207,70 @@ def test_a_refused_upload_leaves_the_outputs_to_the_supervisor(tmp_path, local_c
     proc, out = _run(tmp_path, wrap_script('echo a > "$TMP_OUTPUT_DIR/a.txt"'), manifest.render(), "job-fb")
     assert proc.returncode == 0 and "direct upload failed" in proc.stderr
     assert (out / "job-fb" / "a.txt").read_text() == "a\n" and (out / "job-fb" / STATUS_FILE).is_file()
+
+
+MEMBER_SCRIPT = """\
+echo "member sees ${LABEL:-unset} ${LEAK:-clean}"
+export LEAK=leaked
+cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out.txt"
+[ -z "${FAIL:-}" ] || { echo "failing on purpose" >&2; exit 5; }
+"""
+
+
+def _batch_manifest() -> bytes:
+    from oscar_plugins._wrapper import BatchManifest
+
+    batch = BatchManifest()
+    for i, fail in enumerate(("", "1", "")):
+        member = Manifest()
+        if i == 2:
+            member.add_payload(b"\x00binary payload " + b"x" * 9000)  # not text: decoded by base64, not awk
+        else:
+            member.add_data("in.txt", f"input {i}\n".encode())
+        member.add_env("LABEL", str(i))
+        if fail:
+            member.add_env("FAIL", fail)
+        batch.members.append(member)
+    return batch.render()
+
+
+@pytest.mark.parametrize("shell", ["sh", "busybox", "no-awk"])
+def test_a_batch_runs_each_member_apart_with_its_own_status(tmp_path, shell):
+    import shutil
+
+    env = {}
+    if shell == "busybox":
+        if shutil.which("busybox") is None:
+            pytest.skip("busybox is not installed")
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for name in ("sh", "cat", "head", "mkdir", "mktemp", "rm", "tail", "base64", "tr", "find", "wc",
+                     "sha256sum", "tee", "cp", "mv", "awk"):
+            (bin_dir / name).symlink_to(shutil.which("busybox"))
+        env["PATH"] = str(bin_dir)
+    elif shell == "no-awk":
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for name in ("sh", "cat", "head", "mkdir", "mktemp", "rm", "tail", "base64", "tr", "find", "wc",
+                     "sha256sum", "tee", "cp", "mv"):
+            (bin_dir / name).symlink_to(shutil.which(name))
+        env["PATH"] = str(bin_dir)
+    proc, out = _run(tmp_path, wrap_script(MEMBER_SCRIPT), _batch_manifest(), "job-b", env)
+    assert proc.stdout.count("member sees") == 3 and "leaked" not in proc.stdout  # nothing leaks between members
+    assert "member sees 1 clean" in proc.stdout
+    status = parse_status((out / "job-b" / STATUS_FILE).read_text())
+    assert status.exit_code == 0 and status.outputs == [] and sorted(status.members) == [0, 1, 2]
+    assert [status.members[k].exit_code for k in (0, 1, 2)] == [0, 5, 0]
+    assert "failing on purpose" in status.members[1].log_tail and "member sees 0" not in status.members[1].log_tail
+    for k, content in ((0, b"input 0\n"), (1, b"input 1\n"), (2, b"\x00binary payload " + b"x" * 9000)):
+        (record,) = status.members[k].outputs
+        assert record.path == "out.txt" and (out / "job-b" / f"member-{k}" / "out.txt").read_bytes() == content
+        assert (out / "job-b" / f"member-{k}" / LOG_FILE).is_file()
+    assert status.members[0].outputs[0].inline == b"input 0\n"  # small outputs still ride in the one status
+
+
+def test_a_batch_manifest_without_its_member_count_fails_without_running(tmp_path):
+    proc, out = _run(tmp_path, wrap_script(MEMBER_SCRIPT), b"#oscar-plugins-manifest v2 x\nmember 0\n", "job-x")
+    status = parse_status((out / "job-x" / STATUS_FILE).read_text())
+    assert status.exit_code == 86 and "member sees" not in proc.stdout and "member count" not in proc.stdout
+    assert "how many members" in status.log_tail
