@@ -28,16 +28,20 @@ from ._fdl import Service, StorageIO
 from ._jobs import Job, JobState, JobTracker
 from ._journal import Journal
 from ._wrapper import (
+    BATCH_WRAPPER_VERSION,
     LOG_FILE,
     PREPARE_FAILED,
     PREPARE_FAILED_LINE,
     STATUS_FILE,
+    BatchManifest,
     JobStatusFile,
     Manifest,
     check_input_name,
     explain_job_log,
     is_wrapped,
+    member_folder,
     parse_status,
+    wrapper_version,
 )
 
 __all__ = ["Dispatcher", "JobResult", "JobSpec"]
@@ -79,6 +83,8 @@ class JobResult:
     objects: list[str] = field(default_factory=list)
     #: The job's log as the cluster gives it, when asked for (``collect_all(..., logs=True)``); "" if unreadable.
     log: str | None = None
+    #: The spec's member number in its batch job (``map(..., batch=N)``), None for a job of its own.
+    member: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -119,6 +125,12 @@ def _payload_bytes(payload: bytes | str | Mapping[str, Any]) -> bytes:
     if isinstance(payload, str):
         return payload.encode("utf-8")
     return json.dumps(payload).encode("utf-8")
+
+
+def _member_error(exc: JobFailed, member: int) -> JobFailed:
+    """A batch job's failure as one of its members': the same, naming the member."""
+    return JobFailed(f"batch member {member}: {exc}", service=exc.service, job=exc.job, exit_code=exc.exit_code,
+                     log_tail=exc.log_tail)
 
 
 def _staged_count(sizes: Sequence[int], limit: int) -> int:
@@ -197,10 +209,11 @@ class Dispatcher:
         event = minio_event(bucket, key, principal, size=len(manifest))
         return json.dumps(event, separators=(",", ":")).encode("utf-8"), key
 
-    def _manifest(self, svc: Service, spec: JobSpec, paths: list[Path], inline_limit: int) -> Manifest:
+    def _manifest(self, svc: Service, spec: JobSpec, paths: list[Path], inline_limit: int, *,
+                  upload: bool = True) -> Manifest:
         manifest = Manifest()
         out = output_location(svc)
-        if out is not None:
+        if out is not None and upload:
             policy = self.client.storage.presign_post(out.bucket, f"{out.folder}/" if out.folder else "")
             manifest.add_upload(policy.url, policy.prefix, policy.fields)
         names = [check_input_name(p.name) for p in paths]
@@ -232,9 +245,95 @@ class Dispatcher:
                     manifest.add_payload_url(url)
         for k, v in spec.env.items():
             manifest.add_env(k, v)
-        if (out is not None or bucket is not None) and not self.client.storage.verify:
+        if ((out is not None and upload) or bucket is not None) and not self.client.storage.verify:
             manifest.add_insecure()
         return manifest
+
+    # -- a batch: several specs in one job -----------------------------------------------------------
+    def batch_problem(self, svc: Service) -> str | None:
+        """Why ``svc`` cannot run several specs in one job (``map(..., batch=N)``), or None when it can."""
+        version = wrapper_version(svc.script)
+        if version is None:
+            return f"service {svc.name!r} was not deployed by oscar-plugins (its script has no wrapper)"
+        if version < BATCH_WRAPPER_VERSION:
+            return (f"service {svc.name!r} was deployed with oscar-plugins wrapper v{version}, which runs one input "
+                    f"a job: redeploy it (ensure_service, or 'oscar-plugins service apply') for batches")
+        if output_location(svc) is None:
+            return f"service {svc.name!r} has no MinIO output path, where a batch's members leave their results"
+        return None
+
+    def prepare_batch(self, svc: Service, specs: Sequence[JobSpec]) -> tuple[bytes, str | None]:
+        """The ``/job`` body of one job running ``specs`` one after the other (member ``i`` is ``specs[i]``),
+        and the key of the manifest object it points to (None when it has none); as :meth:`prepare`, with
+        the inline budget of an event manifest shared by the members. Needs :meth:`batch_problem` None."""
+        paths = [[Path(p) for p in spec.inputs] for spec in specs]
+        for path in (p for group in paths for p in group):
+            if not path.is_file():
+                raise InputNotFound(f"input file {path} does not exist (or is not a file): check the path")
+        out = output_location(svc)
+        if out is None:
+            raise ConfigError(self.batch_problem(svc) or f"service {svc.name!r} cannot run batches")
+
+        def render(limit: int) -> bytes:
+            manifest = BatchManifest()
+            policy = self.client.storage.presign_post(out.bucket, f"{out.folder}/" if out.folder else "")
+            manifest.shared.add_upload(policy.url, policy.prefix, policy.fields)
+            if not self.client.storage.verify:
+                manifest.shared.add_insecure()
+            manifest.members = [self._manifest(svc, spec, group, limit, upload=False)
+                                for spec, group in zip(specs, paths, strict=True)]
+            return manifest.render()
+
+        body = base64.b64encode(render(self.inline_limit))
+        if len(body) <= MAX_BODY:
+            return body, None
+        manifest = render(max(self.inline_limit, EVENT_INLINE_LIMIT // len(specs)))
+        bucket = staging_bucket(svc)
+        key = f"{MANIFEST_PREFIX}{uuid.uuid4().hex}"
+        self.client.storage.put_bytes(bucket, key, manifest)
+        event = minio_event(bucket, key, svc.owner or self.client.storage.access_key, size=len(manifest))
+        return json.dumps(event, separators=(",", ":")).encode("utf-8"), key
+
+    def submit_batch(self, service: str, specs: Sequence[JobSpec], *, name: str | None = None) -> Job:
+        """Stage ``specs`` and submit them as ONE job (member ``i`` runs ``specs[i]``); returns it, tracked."""
+        svc = self.client.get_service(service, refresh=False)
+        body, manifest = self.prepare_batch(svc, specs)
+        job_name = self.client.submit_job(service, body, name=name)
+        return self.tracker.track(Job(service, job_name, manifest=manifest))
+
+    def collect_members(self, job: Job, dests: Mapping[int, Path], *, overwrite: bool = False
+                        ) -> dict[int, JobResult]:
+        """Collect members of batch job ``job`` (member number -> its folder), each as if it had been its own
+        job: its outputs, its exit code, or its error (naming the member, with its own log's end); never
+        raises. A failure of the whole job (lost, no status) is each member's error."""
+        results: dict[int, JobResult] = {}
+        try:
+            svc, out, prefix, status = self._finished_status(job)
+        except OscarError as exc:
+            for k in dests:
+                error = _member_error(exc, k) if isinstance(exc, JobFailed) else exc
+                results[k] = JobResult(0, job, error=error, member=k,
+                                       exit_code=error.exit_code if isinstance(error, JobFailed) else None)
+            return results
+        shared = [prefix + STATUS_FILE, *([job.manifest] if job.manifest and staging_bucket(svc) == out.bucket
+                                          else [])]
+        for k, dest in dests.items():
+            mine = status.members.get(k)
+            try:
+                if mine is None:
+                    raise self.failure(job, f"batch member {k}: the job's status has no section for it (the wrapper "
+                                            "did not run it: was the service redeployed meanwhile?)")
+                if mine.exit_code != 0:
+                    raise self.failure(job, f"batch member {k}: {self._exit_reason(svc, mine)}", mine.exit_code, mine)
+                result = self._download(job, out, prefix + member_folder(k) + "/", mine, dest, overwrite)
+            except JobFailed as exc:
+                results[k] = JobResult(0, job, error=exc, exit_code=exc.exit_code, member=k)
+            except OscarError as exc:
+                results[k] = JobResult(0, job, error=exc, member=k)
+            else:
+                result.member, result.objects = k, [*result.objects, *shared]
+                results[k] = result
+        return results
 
     def submit(self, service: str, inputs: Sequence[Path] = (), *, payload: Any = None,
                env: Mapping[str, str] | None = None, name: str | None = None, track: bool = True) -> Job:
@@ -337,35 +436,62 @@ class Dispatcher:
             raise self.failure(job, "the cluster reports it Failed")
         if job.state == JobState.LOST:
             raise self.failure(job, self._lost_reason(job))
+        svc = self.client.get_service(job.service, refresh=False)
+        out = output_location(svc)
+        if out is None or not is_wrapped(svc.script):
+            if job.state != JobState.SUCCEEDED:
+                raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
+            return JobResult(0, job)
+        svc, out, prefix, status = self._finished_status(job)
+        if status.exit_code != 0:
+            raise self.failure(job, self._exit_reason(svc, status), status.exit_code, status)
+        result = self._download(job, out, prefix, status, dest, overwrite)
+        result.objects.insert(0, prefix + STATUS_FILE)
+        if job.manifest and staging_bucket(svc) == out.bucket:
+            result.objects.append(job.manifest)
+        return result
+
+    def _finished_status(self, job: Job) -> tuple[Service, StorageIO, str, JobStatusFile]:
+        """A wrapped job's service, output path, key prefix and status file, once it succeeded."""
+        if job.error is not None:
+            raise job.error
+        if job.state == JobState.FAILED:
+            raise self.failure(job, "the cluster reports it Failed")
+        if job.state == JobState.LOST:
+            raise self.failure(job, self._lost_reason(job))
         if job.state != JobState.SUCCEEDED:
             raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
         svc = self.client.get_service(job.service, refresh=False)
         out = output_location(svc)
-        if out is None or not is_wrapped(svc.script):
-            return JobResult(0, job)
+        if out is None:
+            raise ConfigError(f"service {svc.name!r} has no MinIO output path to collect job {job.name} from")
         prefix = job_output_prefix(out, job.name)
-        storage = self.client.storage
         try:
-            status = parse_status(storage.get_bytes(out.bucket, prefix + STATUS_FILE).decode("utf-8", "replace"))
+            text = self.client.storage.get_bytes(out.bucket, prefix + STATUS_FILE).decode("utf-8", "replace")
         except OscarError as exc:
             raise self.failure(job, f"it left no status file ({exc}): the wrapper did not finish") from None
-        if status.exit_code != 0:
-            reason = f"the script exited with code {status.exit_code}"
-            if status.exit_code == PREPARE_FAILED and PREPARE_FAILED_LINE in status.log_tail:
-                reason = "the wrapper could not prepare the job's inputs, so the script did not run"
-            elif status.exit_code == 137:  # SIGKILL: in a container, the kernel's out-of-memory killer
-                reason += (f" (killed: most likely it used more than the service's memory, {svc.memory}; raise it "
-                           "in the FDL)")
-            raise self.failure(job, reason, status.exit_code, status)
+        return svc, out, prefix, parse_status(text)
+
+    @staticmethod
+    def _exit_reason(svc: Service, status: JobStatusFile) -> str:
+        reason = f"the script exited with code {status.exit_code}"
+        if status.exit_code == PREPARE_FAILED and PREPARE_FAILED_LINE in status.log_tail:
+            reason = "the wrapper could not prepare the job's inputs, so the script did not run"
+        elif status.exit_code == 137:  # SIGKILL: in a container, the kernel's out-of-memory killer
+            reason += (f" (killed: most likely it used more than the service's memory, {svc.memory}; raise it "
+                       "in the FDL)")
+        return reason
+
+    def _download(self, job: Job, out: StorageIO, prefix: str, status: JobStatusFile, dest: Path,
+                  overwrite: bool) -> JobResult:
+        """Download (verified) the outputs a status lists under ``prefix`` into ``dest``."""
         paths = []
         for rec in status.outputs:
             target = dest / rec.path
-            storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
-                             overwrite=overwrite, inline=rec.inline)
+            self.client.storage.download(out.bucket, prefix + rec.path, target, size=rec.size, sha256=rec.sha256,
+                                         overwrite=overwrite, inline=rec.inline)
             paths.append(target)
-        objects = [prefix + STATUS_FILE, prefix + LOG_FILE, *(prefix + rec.path for rec in status.outputs)]
-        if job.manifest and staging_bucket(svc) == out.bucket:
-            objects.append(job.manifest)
+        objects = [prefix + LOG_FILE, *(prefix + rec.path for rec in status.outputs)]
         return JobResult(0, job, outputs=paths, exit_code=status.exit_code, objects=objects)
 
     def _lost_reason(self, job: Job) -> str:
@@ -386,19 +512,44 @@ class Dispatcher:
             retries: int = 0, overwrite: bool = False,
             progress: Callable[[int, int], None] | None = None,
             folders: Sequence[str] | None = None,
-            on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+            on_result: Callable[[JobResult], None] | None = None, batch: int = 1) -> list[JobResult]:
         """Run one job per spec; outputs of job ``i`` go to ``out_dir/<job name>/``, or to
         ``out_dir/<folders[i]>/`` when ``folders`` names one folder per spec.
 
         With a ``journal`` (and ``batch_key``), a rerun after a crash reattaches to jobs already
         submitted and skips outputs already collected. Ctrl-C cancels the jobs in flight.
         ``on_result`` is called with each job's result as soon as it is known (from a worker thread).
+
+        With ``batch`` = N > 1, up to N specs run in ONE job (one pod start, one staging round): the
+        wrapper runs the script once per spec, one after the other, each with its own inputs, variables,
+        output folder, exit code and log; each spec still gets its own :class:`JobResult` (its ``member``
+        set), its outputs in ``out_dir/<folders[i]>/`` or ``out_dir/<job name>/member-<k>/``, a failing
+        spec failing alone. It pays when a spec runs much shorter than a pod start; a long one gains nothing
+        (a job's specs run one after the other). ``max_in_flight`` then counts jobs, ``progress`` and
+        ``on_result`` specs; ``retries`` resubmits only the specs whose failure was not their script's.
+        A service deployed with a wrapper older than v3 (or without a MinIO output) cannot run batches: it
+        runs one job per spec, with a warning saying to redeploy it.
+
+        Raises:
+            ValueError: ``batch`` is not a whole number >= 1, or ``folders`` does not name one folder per spec.
         """
+        from ._members import check_batch
+
+        size = check_batch(batch)
         jobs = [s if isinstance(s, JobSpec) else JobSpec(list(s)) for s in specs]
         if folders is not None and len(folders) != len(jobs):
             raise ValueError(f"folders names {len(folders)} folder(s) for {len(jobs)} job(s): give one per job")
         if folders is not None and len(set(folders)) != len(folders):
             raise ValueError("folders must be unique: two jobs would write into the same folder")
+        if size > 1 and len(jobs) > 1:
+            problem = self.batch_problem(self.client.get_service(service))
+            if problem is None:
+                from ._members import map_members
+
+                return map_members(self, service, jobs, out_dir, size=size, max_in_flight=max_in_flight,
+                                   journal=journal, batch_key=batch_key, retries=retries, overwrite=overwrite,
+                                   progress=progress, folders=folders, on_result=on_result)
+            log.warning("running one job per spec, not batches of %d: %s", size, problem)
         return self._map(service, jobs, out_dir, max_in_flight=max_in_flight, journal=journal,
                          batch_key=batch_key, retries=retries, overwrite=overwrite, progress=progress,
                          folders=folders, on_result=on_result)
