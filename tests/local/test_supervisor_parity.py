@@ -119,3 +119,35 @@ def test_a_body_the_supervisor_cannot_read_fails_both(apis: dict[str, Api]) -> N
     got = _both(apis, definition, b"abc")  # not JSON, not base64: binascii.Error in save_event
     assert got["builtin"][0] == got["supervisor"][0] == "Failed"
     assert "Incorrect padding" in got["builtin"][1] and "Incorrect padding" in got["supervisor"][1]
+
+
+def test_a_batch_under_the_real_supervisor_splits_into_its_members(apis: dict[str, Api], tmp_path: Path) -> None:
+    """The wrapper's batch as a pod runs it (the real faas-supervisor runs the wrapped script, the service's
+    filters deployed as the library deploys them): each spec's own results, the same on both clusters."""
+    from oscar_plugins import Dispatcher, JobSpec, OscarClient, service_from_dict
+    from oscar_plugins._auth import BasicCredentials
+    from oscar_plugins._profiles import ClusterProfile
+
+    script = ('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/res_copy.txt"; echo x > "$TMP_OUTPUT_DIR/dropped.bin"\n'
+              'echo "member of $LABEL"; [ "$LABEL" != 1 ] || exit 7\n')
+    specs = [JobSpec(payload=f"input {i}", env={"LABEL": str(i)}) for i in range(4)]
+    got = {}
+    for mode, api in apis.items():
+        lc = api.cluster
+        profile = ClusterProfile(mode, lc.endpoint, BasicCredentials(lc.username, lc.password), ssl_verify=False,
+                                 source="test", local_data_dir=str(lc.data_dir))
+        with OscarClient(profile) as client:
+            client.ensure_service(service_from_dict({
+                "name": "par-batch", "image": "alpine", "script": script,
+                "output": [{"storage_provider": "minio.default", "path": "par-batch/out", "prefix": ["res_"],
+                            "suffix": [".txt"]}]}))
+            results = Dispatcher(client).map("par-batch", specs, tmp_path / mode, batch=3,
+                                             folders=[f"s{i}" for i in range(4)])
+            assert len(client.list_jobs("par-batch")) == 2
+        got[mode] = [(r.ok, r.exit_code, sorted(p.relative_to(tmp_path / mode).as_posix() for p in r.outputs))
+                     for r in results]
+        assert "batch member 1" in str(results[1].error) and "member of 1" in str(results[1].error)
+        assert (tmp_path / mode / "s3" / "res_copy.txt").read_text() == "input 3"
+    assert got["builtin"] == got["supervisor"]
+    assert got["supervisor"] == [(True, 0, ["s0/res_copy.txt"]), (False, 7, []), (True, 0, ["s2/res_copy.txt"]),
+                                 (True, 0, ["s3/res_copy.txt"])]
