@@ -286,6 +286,9 @@ def cmd_job(args: argparse.Namespace) -> int:
         raise UsageError("job: --payload is for one job without input files: give input files or --payload")
     if args.timeline is not None:
         args.timeline = _timeline_path(args)
+    if args.batch > 1 and (not args.wait or args.cancel):
+        raise UsageError("job --batch runs several inputs in one job and splits its results when collecting them: "
+                         "add --wait")
     client = _client(args)
     dispatcher = Dispatcher(client)
     if args.cancel:
@@ -332,14 +335,18 @@ def _write_timeline(args: argparse.Namespace, dispatcher: Any, results: list[Any
 
     cpu = dispatcher.client.get_service(args.service, refresh=False).cpu
     rows = []
+    by_job: dict[str, list[Any]] = {}  # --batch: several inputs ran in one job, drawn as one row
     for r in results:
-        if r.job is None:  # collected by an earlier run of the batch: no times to show
-            continue
-        i = r.index
-        staged = sum(p.stat().st_size for p in inputs[i:i + 1] if p.is_file()) if inputs else 0
-        rows.append(job_row(r.job, labels[i], collected=collected_at.get(i), cpu=cpu, bytes_in=staged,
-                            bytes_out=sum(p.stat().st_size for p in r.outputs if p.is_file()),
-                            status="succeeded" if r.ok else "failed"))
+        if r.job is not None:  # (None: collected by an earlier run of the batch, no times to show)
+            by_job.setdefault(r.job.name, []).append(r)
+    for members in by_job.values():
+        first = members[0]
+        label = labels[first.index] + (f" (+{len(members) - 1} in its batch)" if len(members) > 1 else "")
+        staged = sum(p.stat().st_size for r in members for p in inputs[r.index:r.index + 1] if p.is_file())
+        rows.append(job_row(first.job, label, collected=max(collected_at.get(r.index, 0.0) for r in members) or None,
+                            cpu=cpu, bytes_in=staged,
+                            bytes_out=sum(p.stat().st_size for r in members for p in r.outputs if p.is_file()),
+                            status="succeeded" if all(r.ok for r in members) else "failed"))
     try:
         totals = timeline_totals(rows, server_cpu_hours(dispatcher.client, rows))
         path = write_timeline(rows, args.timeline, title=f"oscar-plugins job {args.service}: {len(rows)} job(s)",
@@ -393,7 +400,7 @@ def _wait_for_jobs(args: argparse.Namespace, dispatcher: Any, inputs: list[Path]
             args.service, [specs[i] for i in todo], out, max_in_flight=args.max_in_flight, journal=Journal(),
             batch_key=f"force-{uuid.uuid4().hex}" if args.force else None, retries=args.retries,
             overwrite=args.overwrite or args.force, progress=lambda n, total: bar(n),
-            folders=[folders[i] for i in todo], on_result=on_result,
+            folders=[folders[i] for i in todo], on_result=on_result, batch=args.batch,
         ) if todo else []
     except KeyboardInterrupt:
         bar(-1)
@@ -593,6 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--retries", type=_non_negative, default=0, metavar="N",
                      help="with --wait: resubmit a job the cluster lost or failed (not a script's non-zero exit) "
                           "up to N times (default: %(default)s)")
+    job.add_argument("--batch", type=_positive, default=1, metavar="N",
+                     help="with --wait: run up to N inputs in one job, one after the other, each with its own "
+                          "outputs, exit code and log; pays when an input runs much shorter than a job's start "
+                          "(seconds), not for long ones (default: %(default)s, one job per input)")
     job.add_argument("--overwrite", action="store_true", help="replace existing output files")
     job.add_argument("--timeline", metavar="PATH", default=None,
                      help="with --wait: draw when each job queued, ran and was collected, with CPU-hours and bytes "

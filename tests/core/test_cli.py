@@ -148,6 +148,9 @@ def test_global_options_work_after_the_subcommand(env, tmp_path):
     (("job", "some-svc", "/etc/hostname", "--max-in-flight", "0"), "--max-in-flight: 0 is too small: give at least 1"),
     (("job", "some-svc", "/etc/hostname", "--retries", "-1"), "-1 is negative: give 0 (no retry) or more"),
     (("job", "some-svc", "/etc/hostname", "--env", "FOO"), "'FOO' is not NAME=VALUE: write it as FOO=VALUE"),
+    (("job", "some-svc", "/etc/hostname", "--batch", "0", "--wait"), "--batch: 0 is too small: give at least 1"),
+    (("job", "some-svc", "/etc/hostname", "--batch", "two"), "--batch: 'two' is not a whole number"),
+    (("job", "some-svc", "/etc/hostname", "--batch", "2"), "job --batch runs several inputs in one job"),
 ])
 def test_usage_errors_exit_2_and_say_what_to_pass(args, words, tmp_path):
     environ = {**os.environ, "OSCAR_CONFIG": str(tmp_path / "none.yaml"),  # nothing must start a cluster
@@ -285,6 +288,23 @@ def test_job_wait_reuses_collected_outputs_in_folders_named_after_the_inputs(env
     forced = cli(env, "job", "cli-rerun", *map(str, files), "--wait", "-o", str(out), "-q", "--force")
     assert forced.returncode == 0 and "already collected" not in forced.stdout, forced.stderr
     assert len(_job_names(env, "cli-rerun")) == 8
+
+
+def test_job_wait_batch_runs_several_inputs_a_job_and_reports_each(env, tmp_path):
+    script = 'grep -q bad "$INPUT_FILE_PATH" && { echo "refused $(cat "$INPUT_FILE_PATH")" >&2; exit 4; }\n'
+    (tmp_path / "upper.sh").write_text(script + 'tr a-z A-Z < "$INPUT_FILE_PATH" > "$TMP_OUTPUT_DIR/up.txt"\n')
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-batch"))
+    assert cli(env, "-c", "local-test", "service", "apply", str(tmp_path / "fdl.yaml")).returncode == 0
+    files = [tmp_path / f"{n}.txt" for n in ("a", "b", "c", "d")]
+    for f in files:
+        f.write_text("bad input" if f.stem == "c" else f"from {f.stem}")
+    out = tmp_path / "out"
+    run = cli(env, "job", "cli-batch", *map(str, files), "--wait", "--batch", "3", "-o", str(out), "-q",
+              "--timeline", str(tmp_path / "t.html"))
+    assert run.returncode == 1 and len(_job_names(env, "cli-batch")) == 2  # 4 inputs, 3 a job
+    assert (out / "a" / "up.txt").read_text() == "FROM A" and (out / "d" / "up.txt").read_text() == "FROM D"
+    assert f"{files[2]}: job " in run.stderr and "batch member 2" in run.stderr and "refused bad input" in run.stderr
+    assert "1 of 4 job(s) failed" in run.stderr and (tmp_path / "t.html").is_file()
 
 
 def test_interrupted_job_wait_says_what_was_collected_and_resumes(env, tmp_path):
