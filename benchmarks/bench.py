@@ -452,6 +452,34 @@ def bench_cwl_batch(client: Any, branches: int, out: Path) -> list[Figure]:
                    f"{walls[1]:.1f} s; outputs identical: {'yes' if same else 'NO'}", key="cwl-batch")]
 
 
+# -- 12: many small inputs through Dispatcher.map, batched, under the latency model (--only 12) -----------
+#: Specs per OSCAR job in the batched run.
+MAP_BATCH = 25
+
+
+def bench_map_batch(client: Any, n: int, out: Path) -> list[Figure]:
+    """``n`` trivial specs through ``Dispatcher.map`` on the cluster under the latency model: one job per spec,
+    then ``MAP_BATCH`` specs a job; the wall-time ratio and whether every spec's outputs are identical."""
+    from oscar_plugins import Dispatcher, JobSpec
+
+    client.ensure_service(service("bench-map-batch"))
+    specs = [JobSpec(payload=f"input {i}\n") for i in range(n)]
+    folders = [f"s{i}" for i in range(n)]
+    walls, trees = {}, {}
+    for batch in (1, MAP_BATCH):
+        t0 = time.perf_counter()
+        results = Dispatcher(client).map("bench-map-batch", specs, out / f"b{batch}", max_in_flight=n,
+                                         folders=folders, batch=batch)
+        walls[batch] = time.perf_counter() - t0
+        trees[batch] = [(r.ok, sorted((p.relative_to(out / f"b{batch}").as_posix(), p.read_bytes())
+                                      for p in r.outputs)) for r in results]
+    ratio = walls[MAP_BATCH] / walls[1]
+    same = trees[1] == trees[MAP_BATCH] and all(ok for ok, _ in trees[1])
+    return [Figure(12, f"{n} small inputs under the latency model: Dispatcher.map batched ({MAP_BATCH}) / one job "
+                   "each", f"{ratio:.2f}", "< 1", ratio < 1, f"batched {walls[MAP_BATCH]:.1f} s, one job each "
+                   f"{walls[1]:.1f} s; outputs identical: {'yes' if same else 'NO'}", key="map-batch")]
+
+
 # -- 11: the local cluster's CPU per trivial job ----------------------------------------------------------
 def bench_cluster_cpu(jobs: int, work: Path) -> list[Figure]:
     """``make profile``'s dispatch scenario without py-spy: CPU of the API server, the S3 server and the job
@@ -649,7 +677,7 @@ def run_once(sizes: Sizes, wanted: set[int], work: Path, model_spec: str) -> lis
                     figures += _announce(time.perf_counter(), step())
     finally:
         down(work / "cluster")
-    if wanted & {3, 9, 10}:
+    if wanted & {3, 9, 10, 12}:
         model = load_latency_model(model_spec)
         assert model is not None
         print(f"latency model {model.describe()}", flush=True)
@@ -662,7 +690,8 @@ def run_once(sizes: Sizes, wanted: set[int], work: Path, model_spec: str) -> lis
                 steps = [((9,), lambda: bench_makespan(client, sizes.jobs, work / "m9", model, info.data_dir)),
                          ((3,), lambda: bench_official(client, sizes.official_jobs, work / "m3", model.name,
                                                         info.data_dir)),
-                         ((10,), lambda: bench_cwl_batch(client, sizes.branches, work / "m10"))]
+                         ((10,), lambda: bench_cwl_batch(client, sizes.branches, work / "m10")),
+                         ((12,), lambda: bench_map_batch(client, sizes.branches, work / "m12"))]
                 for numbers, step in steps:
                     if wanted & set(numbers):
                         figures += _announce(time.perf_counter(), step())
@@ -676,7 +705,8 @@ def run_once(sizes: Sizes, wanted: set[int], work: Path, model_spec: str) -> lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks and write docs/PERFORMANCE.md.")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, figures not comparable)")
-    parser.add_argument("--only", type=int, nargs="*", help="benchmark numbers to run")
+    parser.add_argument("--only", type=int, nargs="*",
+                        help="benchmark numbers to run (default: 1-11; 12, batched map under the model, on request)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/PERFORMANCE.md")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run the figures N times and report each one's spread (min-max) over the runs")

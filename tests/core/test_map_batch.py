@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from oscar_plugins import Dispatcher, JobFailed, JobSpec, Journal, service_from_dict
+from oscar_plugins import Dispatcher, JobFailed, JobSpec, JobTracker, Journal, service_from_dict
 from oscar_plugins._wrapper import wrapper_version
 
 #: Every spec writes the same file names; a spec whose FAIL is set fails after writing one.
@@ -147,3 +147,51 @@ def test_batch_must_be_a_whole_number_of_at_least_one(client, tmp_path, bad):
     client.ensure_service(_svc("mb-same"))
     with pytest.raises(ValueError, match=r"batch=.*(whole number|too small)"):
         Dispatcher(client).map("mb-same", _specs(tmp_path, 2), tmp_path / "o", batch=bad)
+
+
+def test_a_journal_from_before_batches_is_read_and_its_jobs_reattached(client, tmp_path):
+    """A journal file written before batches (no member column) gains it; its jobs of their own reattach
+    in a batched rerun, and the specs it never recorded go in a new batch."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE batch (key TEXT PRIMARY KEY, cluster TEXT, service TEXT, created REAL)")
+        db.execute("CREATE TABLE job (key TEXT, idx INT, name TEXT, collected INT DEFAULT 0, outputs TEXT, "
+                   "PRIMARY KEY (key, idx))")
+    client.ensure_service(_svc("mb-legacy"))
+    specs = _specs(tmp_path, 3)
+    d = Dispatcher(client)
+    journal = Journal(path)
+    name = d.submit("mb-legacy", specs[0].inputs, env=specs[0].env, name="mb-legacy-alone", track=False).name
+    journal.batch("old", client.profile.endpoint, "mb-legacy").record(0, name)
+    assert journal.batch("old", "", "").members() == {0: (name, None)}
+    results = d.map("mb-legacy", specs, tmp_path / "o", journal=journal, batch_key="old", batch=2,
+                    folders=["a", "b", "c"])
+    assert all(r.ok for r in results) and results[0].job.name == name and results[0].member is None
+    assert results[1].job is results[2].job and len(client.list_jobs("mb-legacy")) == 2
+    assert (tmp_path / "o" / "a" / "out.txt").read_text() == "input 0 label=0\n"
+
+
+def test_retries_resubmit_the_members_of_a_lost_job_not_those_that_failed_by_themselves(client, tmp_path):
+    import threading
+
+    marker = tmp_path / "first-attempt"
+    script = f"[ -e {marker} ] || {{ touch {marker}; sleep 10; }}\n" + SCRIPT
+    client.ensure_service(_svc("mb-retry", script))
+    d = Dispatcher(client, tracker=JobTracker(client, lost_after=1.0))  # gone from the listing: lost at once
+
+    def lose_the_first_job() -> None:  # the job disappears from the cluster while it runs (deleted, evicted)
+        for _ in range(600):
+            if marker.exists():
+                for name in client.list_jobs("mb-retry"):
+                    client.delete_job("mb-retry", name)
+                return
+            threading.Event().wait(0.05)
+
+    thread = threading.Thread(target=lose_the_first_job, daemon=True)
+    thread.start()
+    results = d.map("mb-retry", _specs(tmp_path, 3, fail=2), tmp_path / "o", batch=3, retries=1)
+    thread.join(timeout=5)
+    assert [r.ok for r in results] == [True, True, False] and results[2].exit_code == 3
+    assert results[0].job is results[2].job and len(client.list_jobs("mb-retry")) == 1  # the lost one is gone
