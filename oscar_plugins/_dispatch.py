@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from ._exceptions import ConfigError, InputNotFound, JobFailed, OscarError
 from ._fdl import Service, StorageIO
 from ._jobs import Job, JobState, JobTracker
 from ._journal import Journal
+from ._results import JobResult, JobSpec
 from ._wrapper import (
     BATCH_WRAPPER_VERSION,
     LOG_FILE,
@@ -59,36 +59,6 @@ MAX_BODY = 90 * 1024
 EVENT_INLINE_LIMIT = 1 << 20
 #: Where such manifests go, in the service's staging bucket (one object per job, deleted with its outputs).
 MANIFEST_PREFIX = "oscar-plugins/manifests/"
-
-
-@dataclass
-class JobSpec:
-    """What one job gets: input files (names must be unique), a payload, extra environment variables."""
-
-    inputs: Sequence[Path] = ()
-    payload: bytes | str | Mapping[str, Any] | None = None
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class JobResult:
-    """The outcome of one job: its outputs on disk, or the error."""
-
-    index: int
-    job: Job | None
-    outputs: list[Path] = field(default_factory=list)
-    exit_code: int | None = None
-    error: OscarError | None = None
-    #: Keys the job wrote in its service's output bucket (its status file and outputs), for cleaning up.
-    objects: list[str] = field(default_factory=list)
-    #: The job's log as the cluster gives it, when asked for (``collect_all(..., logs=True)``); "" if unreadable.
-    log: str | None = None
-    #: The spec's member number in its batch job (``map(..., batch=N)``), None for a job of its own.
-    member: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 def _minio(entries: Sequence[StorageIO]) -> list[StorageIO]:

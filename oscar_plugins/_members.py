@@ -18,18 +18,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._batch import AGAIN, Batch
-from ._client import new_job_name
-from ._dispatch import JobResult, JobSpec
+from ._client import OscarClient, new_job_name
 from ._exceptions import JobFailed, OscarError
-from ._jobs import Job, JobState
+from ._jobs import Job, JobState, JobTracker
 from ._journal import Journal
+from ._results import JobResult, JobSpec
 from ._wrapper import member_folder
-
-if TYPE_CHECKING:
-    from ._dispatch import Dispatcher
 
 __all__ = ["check_batch", "map_members"]
 
@@ -50,6 +47,25 @@ def check_batch(batch: object) -> int:
     return batch
 
 
+class Dispatching(Protocol):
+    """What a batched ``map`` uses of its ``Dispatcher`` (which imports this module, not the other way)."""
+
+    client: OscarClient
+    tracker: JobTracker
+    workers: int
+
+    def submit_batch(self, service: str, specs: Sequence[JobSpec], *, name: str | None = None) -> Job: ...
+
+    def collect(self, job: Job, dest: Path, *, overwrite: bool = False) -> JobResult: ...
+
+    def collect_members(self, job: Job, dests: dict[int, Path], *, overwrite: bool = False
+                        ) -> dict[int, JobResult]: ...
+
+    def cancel(self, jobs: Sequence[Job]) -> None: ...
+
+    def _batch_key(self, service: str, specs: Sequence[JobSpec]) -> str: ...
+
+
 @dataclass
 class _Group:
     #: (member number in the job, spec index); member None: a job of its own (a journal from before batches).
@@ -60,7 +76,7 @@ class _Group:
     reported: set[int] = field(default_factory=set)
 
 
-def map_members(d: Dispatcher, service: str, specs: list[JobSpec], out_dir: Path, *, size: int,
+def map_members(d: Dispatching, service: str, specs: list[JobSpec], out_dir: Path, *, size: int,
                 max_in_flight: int, journal: Journal | None, batch_key: str | None, retries: int,
                 overwrite: bool, progress: Callable[[int, int], None] | None,
                 folders: Sequence[str] | None, on_result: Callable[[JobResult], None] | None) -> list[JobResult]:
