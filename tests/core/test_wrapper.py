@@ -274,3 +274,27 @@ def test_a_batch_manifest_without_its_member_count_fails_without_running(tmp_pat
     status = parse_status((out / "job-x" / STATUS_FILE).read_text())
     assert status.exit_code == 86 and "member sees" not in proc.stdout and "member count" not in proc.stdout
     assert "how many members" in status.log_tail
+
+
+def test_a_batch_uploads_every_member_directly_or_leaves_them_all_to_the_supervisor(tmp_path, local_cluster):
+    from oscar_plugins._wrapper import BatchManifest
+
+    single, storage = _policy_manifest(local_cluster, "direct-batch")
+    upload = next(line for line in single.lines if line.startswith("upload "))
+    for refused, job in ((False, "job-ok"), (True, "job-fb")):
+        batch = BatchManifest()
+        batch.shared.lines.append(upload.replace(" out/ ", " elsewhere/ ") if refused else upload)
+        for i in range(2):
+            member = Manifest()
+            member.add_data("in.txt", f"input {i}\n".encode())
+            batch.members.append(member)
+        proc, out = _run(tmp_path, wrap_script('cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out.txt"'), batch.render(), job)
+        assert proc.returncode == 0, proc.stderr
+        if refused:  # the supervisor uploads the job's folder: every member's, and the status
+            assert (out / job / "member-1" / "out.txt").read_text() == "input 1\n"
+            status = parse_status((out / job / STATUS_FILE).read_text())
+        else:
+            assert not (out / job).exists()
+            assert storage.get_bytes("direct-batch", f"out/{job}/member-1/out.txt") == b"input 1\n"
+            status = parse_status(storage.get_bytes("direct-batch", f"out/{job}/{STATUS_FILE}").decode())
+        assert sorted(status.members) == [0, 1] and status.members[1].outputs[0].inline == b"input 1\n"
