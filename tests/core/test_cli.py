@@ -344,3 +344,42 @@ def test_interrupted_job_wait_says_what_was_collected_and_resumes(env, tmp_path)
     assert f"{fast}: already collected" in resumed.stdout
     assert (out / "slow" / "copy.txt").read_text() == "slow"
     assert len(_job_names(env, "cli-resume") - before) == 1  # only the slow job was submitted again
+
+
+def test_interrupted_batched_job_wait_keeps_the_batches_collected_and_resumes_the_rest(env, tmp_path):
+    import signal
+
+    block = tmp_path / "block"
+    block.write_text("")
+    script = (f'if grep -q slow "$INPUT_FILE_PATH"; then while [ -e {block} ]; do sleep 0.2; done; fi\n'
+              'cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/copy.txt"\n')
+    (tmp_path / "upper.sh").write_text(script)
+    (tmp_path / "fdl.yaml").write_text(FDL.replace("cli-upper", "cli-bresume"))
+    assert cli(env, "-c", "local-test", "service", "apply", str(tmp_path / "fdl.yaml")).returncode == 0
+    files = [tmp_path / f"{n}.txt" for n in ("a", "b", "c", "slow")]  # a, b in one job; c, slow in another
+    for f in files:
+        f.write_text(f.stem)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "oscar_plugins.cli", "job", "cli-bresume", *map(str, files), "--wait", "--batch",
+           "2", "--max-in-flight", "2", "-o", str(out), "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "b" / "copy.txt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)  # the first batch is collected and reported; the second one still runs
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: 2 of 4 job(s) collected" in stderr
+    assert not (out / "c" / "copy.txt").exists()  # its batch was cancelled with the slow input
+    before = _job_names(env, "cli-bresume")
+
+    block.unlink()
+    resumed = cli(env, *cmd[3:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{files[0]}: already collected" in resumed.stdout and f"{files[1]}: already collected" in resumed.stdout
+    assert (out / "c" / "copy.txt").read_text() == "c" and (out / "slow" / "copy.txt").read_text() == "slow"
+    assert len(_job_names(env, "cli-bresume") - before) == 1  # c and slow again, in one job
