@@ -514,11 +514,10 @@ class Dispatcher:
         if size > 1 and len(jobs) > 1:
             problem = self.batch_problem(self.client.get_service(service))
             if problem is None:
-                from ._members import map_members
+                from ._members import MapOptions, map_members
 
-                return map_members(self, service, jobs, out_dir, size=size, max_in_flight=max_in_flight,
-                                   journal=journal, batch_key=batch_key, retries=retries, overwrite=overwrite,
-                                   progress=progress, folders=folders, on_result=on_result)
+                return map_members(self, service, jobs, out_dir, MapOptions(
+                    size, max_in_flight, journal, batch_key, retries, overwrite, progress, folders, on_result))
             log.warning("running one job per spec, not batches of %d: %s", size, problem)
         return self._map(service, jobs, out_dir, max_in_flight=max_in_flight, journal=journal,
                          batch_key=batch_key, retries=retries, overwrite=overwrite, progress=progress,

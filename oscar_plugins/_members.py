@@ -28,7 +28,7 @@ from ._journal import Journal
 from ._results import JobResult, JobSpec
 from ._wrapper import member_folder
 
-__all__ = ["check_batch", "map_members"]
+__all__ = ["MapOptions", "check_batch", "map_members"]
 
 log = logging.getLogger("oscar_plugins")
 
@@ -76,77 +76,122 @@ class _Group:
     reported: set[int] = field(default_factory=set)
 
 
-def map_members(d: Dispatching, service: str, specs: list[JobSpec], out_dir: Path, *, size: int,
-                max_in_flight: int, journal: Journal | None, batch_key: str | None, retries: int,
-                overwrite: bool, progress: Callable[[int, int], None] | None,
-                folders: Sequence[str] | None, on_result: Callable[[JobResult], None] | None) -> list[JobResult]:
-    """The body of ``Dispatcher.map`` for ``batch=size`` > 1 (the service runs batches: checked)."""
-    entry = journal.batch(batch_key or d._batch_key(service, specs), d.client.profile.endpoint,
-                          service) if journal else None
-    recorded = entry.members() if entry else {}
-    on_cluster = d.client.list_jobs(service) if recorded else {}
-    results: list[JobResult | None] = [None] * len(specs)
-    for idx, outputs in (entry.collected() if entry else {}).items():
-        if idx < len(specs):
-            results[idx] = JobResult(idx, None, outputs=[Path(p) for p in outputs], exit_code=0)
-    lock = threading.Lock()
-    finished = [sum(r is not None for r in results)]
+@dataclass
+class MapOptions:
+    """``Dispatcher.map``'s options a batched run uses."""
 
-    def report(group: _Group, result: JobResult) -> None:
-        with lock:
+    size: int
+    max_in_flight: int
+    journal: Journal | None
+    batch_key: str | None
+    retries: int
+    overwrite: bool
+    progress: Callable[[int, int], None] | None
+    folders: Sequence[str] | None
+    on_result: Callable[[JobResult], None] | None
+
+
+def map_members(d: Dispatching, service: str, specs: list[JobSpec], out_dir: Path,
+                options: MapOptions) -> list[JobResult]:
+    """The body of ``Dispatcher.map`` for ``batch=size`` > 1 (the service runs batches: checked)."""
+    return _BatchedMap(d, service, specs, out_dir, options).run()
+
+
+class _BatchedMap:
+    """One batched ``map``: its groups on the batch engine, each member's result reported once."""
+
+    def __init__(self, d: Dispatching, service: str, specs: list[JobSpec], out_dir: Path,
+                 options: MapOptions) -> None:
+        self.d, self.service, self.specs, self.out_dir, self.o = d, service, specs, out_dir, options
+        self.entry = options.journal.batch(options.batch_key or d._batch_key(service, specs),
+                                           d.client.profile.endpoint, service) if options.journal else None
+        self.results: list[JobResult | None] = [None] * len(specs)
+        for idx, outputs in (self.entry.collected() if self.entry else {}).items():
+            if idx < len(specs):
+                self.results[idx] = JobResult(idx, None, outputs=[Path(p) for p in outputs], exit_code=0)
+        self.lock = threading.Lock()
+        self.finished = sum(r is not None for r in self.results)
+
+    def run(self) -> list[JobResult]:
+        recorded = self.entry.members() if self.entry else {}
+        on_cluster = self.d.client.list_jobs(self.service) if recorded else {}
+        groups = _plan(self.results, recorded, on_cluster, self.o.size)
+        for earlier in self.results:  # collected by an earlier run of this batch (the journal)
+            if earlier is not None and self.o.on_result:
+                self.o.on_result(earlier)
+        if self.o.progress:
+            self.o.progress(self.finished, len(self.specs))
+        with Batch(max_in_flight=self.o.max_in_flight, cancel=self.d.cancel, workers=self.d.workers) as engine:
+            for group in groups:
+                engine.add(*self._item(group))
+        final = [r for r in self.results if r is not None]
+        if self.entry and all(r.ok for r in final):
+            self.entry.complete()
+        return final
+
+    def _item(self, group: _Group) -> tuple[Callable[[], Job], Callable[[Job], Any], Callable[[Any, Any], None]]:
+        return (lambda: self._start(group)), (lambda job: self._finish(group, job)), \
+            (lambda r, e: self._done(group, r, e))
+
+    def _report(self, group: _Group, result: JobResult) -> None:
+        with self.lock:
             if result.index in group.reported:
                 return
             group.reported.add(result.index)
-            results[result.index] = result
-            finished[0] += 1
-        if on_result:
-            on_result(result)
-        if progress:
-            progress(finished[0], len(specs))
+            self.results[result.index] = result
+            self.finished += 1
+            finished = self.finished
+        if self.o.on_result:
+            self.o.on_result(result)
+        if self.o.progress:
+            self.o.progress(finished, len(self.specs))
 
-    def start(group: _Group) -> Job:
+    def _start(self, group: _Group) -> Job:
         if group.name is not None:
-            return d.tracker.track(Job(service, group.name))  # reattach: it runs, or ran well
-        name = new_job_name(service)
-        for k, idx in group.members:
-            if entry:
-                entry.record(idx, name, k)  # write-ahead: a crash from here on finds the job by this name
-        job = d.submit_batch(service, [specs[idx] for _, idx in group.members], name=name)
-        if entry and job.name != name:  # before v4.1 the server names the job itself
-            for k, idx in group.members:
-                entry.record(idx, job.name, k)
+            return self.d.tracker.track(Job(self.service, group.name))  # reattach: it runs, or ran well
+        name = new_job_name(self.service)
+        self._record(group, name)  # write-ahead: a crash from here on finds the job by this name
+        job = self.d.submit_batch(self.service, [self.specs[idx] for _, idx in group.members], name=name)
+        if job.name != name:  # before v4.1 the server names the job itself
+            self._record(group, job.name)
         return job
 
-    def collected(job: Job, group: _Group) -> dict[int | None, JobResult]:
+    def _record(self, group: _Group, name: str) -> None:
+        for k, idx in group.members:
+            if self.entry:
+                self.entry.record(idx, name, k)
+
+    def _collected(self, job: Job, group: _Group) -> dict[int | None, JobResult]:
+        folders, out_dir = self.o.folders, self.out_dir
         if group.members[0][0] is None:  # a job of its own, submitted before batches
             idx = group.members[0][1]
             try:
-                return {None: d.collect(job, out_dir / (folders[idx] if folders else job.name), overwrite=overwrite)}
+                return {None: self.d.collect(job, out_dir / (folders[idx] if folders else job.name),
+                                             overwrite=self.o.overwrite)}
             except JobFailed as exc:
                 return {None: JobResult(idx, job, error=exc, exit_code=exc.exit_code)}
             except OscarError as exc:
                 return {None: JobResult(idx, job, error=exc)}
         dests = {k: out_dir / (folders[idx] if folders else f"{job.name}/{member_folder(k)}")
                  for k, idx in group.members if k is not None}
-        got: dict[int | None, JobResult] = {k: r for k, r in d.collect_members(job, dests, overwrite=overwrite).items()}
-        return got
+        return {k: r for k, r in self.d.collect_members(job, dests, overwrite=self.o.overwrite).items()}
 
-    def finish(group: _Group, job: Job) -> Any:
+    def _finish(self, group: _Group, job: Job) -> Any:
         again = []
-        got = collected(job, group)
+        got = self._collected(job, group)
         for k, idx in group.members:
             result = got[k]
             result.index = idx
             if result.error is None:
-                if entry:
-                    entry.mark_collected(idx, [str(p) for p in result.outputs])
-                report(group, result)
-            elif isinstance(result.error, JobFailed) and result.exit_code is None and group.attempt < retries:
+                if self.entry:
+                    self.entry.mark_collected(idx, [str(p) for p in result.outputs])
+                self._report(group, result)
+            elif isinstance(result.error, JobFailed) and result.exit_code is None and group.attempt < self.o.retries:
                 again.append(idx)
             else:
-                if entry and isinstance(result.error, JobFailed):
-                    entry.forget(idx)  # it failed for good: a rerun submits it again
-                report(group, result)  # (any other error: not collected, the cluster away? a rerun reattaches)
+                if self.entry and isinstance(result.error, JobFailed):
+                    self.entry.forget(idx)  # it failed for good: a rerun submits it again
+                self._report(group, result)  # (any other error: not collected, the cluster away? a rerun reattaches)
         if not again:
             return None
         group.attempt += 1
@@ -155,31 +200,14 @@ def map_members(d: Dispatching, service: str, specs: list[JobSpec], out_dir: Pat
         group.members, group.name = list(enumerate(again)), None
         return AGAIN
 
-    def item(group: _Group) -> tuple[Callable[[], Job], Callable[[Job], Any], Callable[[Any, Any], None]]:
-        return (lambda: start(group)), (lambda job: finish(group, job)), (lambda r, e: done(group, r, e))
-
-    def done(group: _Group, result: Any, error: BaseException | None) -> None:
+    def _done(self, group: _Group, result: Any, error: BaseException | None) -> None:
         if error is None:
             return
         for _, idx in group.members:  # the submit (or the collect) broke: each member not reported, so
             if idx not in group.reported:
                 why = error if isinstance(error, OscarError) else OscarError(
                     f"spec {idx} failed unexpectedly: {error!r}")
-                report(group, JobResult(idx, None, error=why))
-
-    groups = _plan(results, recorded, on_cluster, size)
-    for earlier in results:  # collected by an earlier run of this batch (the journal)
-        if earlier is not None and on_result:
-            on_result(earlier)
-    if progress:
-        progress(finished[0], len(specs))
-    with Batch(max_in_flight=max_in_flight, cancel=d.cancel, workers=d.workers) as engine:
-        for group in groups:
-            engine.add(*item(group))
-    final = [r for r in results if r is not None]
-    if entry and all(r.ok for r in final):
-        entry.complete()
-    return final
+                self._report(group, JobResult(idx, None, error=why))
 
 
 def _plan(results: Sequence[JobResult | None], recorded: dict[int, tuple[str, int | None]],
