@@ -194,6 +194,27 @@ def test_an_image_without_download_tools_gets_its_inputs_through_the_supervisor(
     assert "the image has no curl, wget or python3" in str(failed.error), failed.error
 
 
+@pytest.mark.parametrize("image", [engines.BUSYBOX, engines.DEBIAN])
+def test_a_batch_runs_in_an_image_without_curl_each_member_apart(client: OscarClient, tmp_path: Path,
+                                                                 image: str) -> None:
+    # busybox (its ash, awk and find without -printf) and debian:stable-slim (dash): neither has curl or
+    # python3, so the wrapper cannot upload and leaves every member's outputs (and the one status) to the
+    # supervisor
+    from oscar_plugins import JobSpec
+
+    script = ('echo "member $LABEL"; cp "$INPUT_FILE_PATH" "$TMP_OUTPUT_DIR/out.txt"\n'
+              '[ "$LABEL" != 1 ] || exit 9\n')
+    name = f"pod-batch-{'busybox' if image == engines.BUSYBOX else 'debian'}"
+    deploy(client, name, script, image=image)
+    specs = [JobSpec(payload=f"input {i}", env={"LABEL": str(i)}) for i in range(3)]
+    results = Dispatcher(client).map(name, specs, tmp_path / "out", batch=3, folders=["a", "b", "c"])
+    assert [r.ok for r in results] == [True, False, True] and results[1].exit_code == 9
+    assert "batch member 1" in str(results[1].error) and "member 1" in results[1].error.log_tail
+    assert (tmp_path / "out" / "a" / "out.txt").read_text() == "input 0"
+    assert (tmp_path / "out" / "c" / "out.txt").read_text() == "input 2"
+    assert len(client.list_jobs(name)) == 1
+
+
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engines.Registry]:
     try:
