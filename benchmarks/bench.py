@@ -452,7 +452,7 @@ def bench_cwl_batch(client: Any, branches: int, out: Path) -> list[Figure]:
                    f"{walls[1]:.1f} s; outputs identical: {'yes' if same else 'NO'}", key="cwl-batch")]
 
 
-# -- 12: many small inputs through Dispatcher.map, batched, under the latency model (--only 12) -----------
+# -- 12: many small inputs through Dispatcher.map, batched, under the latency model -----------------------
 #: Specs per OSCAR job in the batched run.
 MAP_BATCH = 25
 
@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks and write docs/PERFORMANCE.md.")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run, figures not comparable)")
     parser.add_argument("--only", type=int, nargs="*",
-                        help="benchmark numbers to run (default: 1-11; 12, batched map under the model, on request)")
+                        help="benchmark numbers to run (default: all, 1-12)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/PERFORMANCE.md")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run the figures N times and report each one's spread (min-max) over the runs")
@@ -716,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = (Sizes(1000, 200, 256, 1024, 200, 40, 100, 300) if not args.quick
              else Sizes(100, 40, 32, 64, 20, 8, 20, 50))
-    wanted = set(args.only or [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+    wanted = set(args.only or range(1, 13))
     # The plain cluster must not inherit a model from the environment: the variable chooses figure 9's.
     model_spec = args.latency_model or os.environ.pop("OSCAR_PLUGINS_LOCAL_LATENCY", None) or "cloud"
     os.environ.pop("OSCAR_PLUGINS_LOCAL_LATENCY", None)
