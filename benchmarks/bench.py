@@ -621,7 +621,10 @@ def render(runs: list[list[Figure]], elapsed: float, loads: list[float] | None =
     for label, key, op, threshold, text in TARGETS:
         found = [f for figures in runs for f in figures if f.key == key]
         values = [number(f.value) for f in found]
-        flags = [None if v is None else (v <= threshold if op == "<=" else v >= threshold) for v in values]
+        # A figure judged against the same target judged its unrounded value (0.949 shows as 0.95): its flag.
+        flags = [f.met if f.met is not None and f.target.split()[:2] == text.split()[:2]
+                 else None if v is None else (v <= threshold if op == "<=" else v >= threshold)
+                 for f, v in zip(found, values, strict=True)]
         last = found[-1].value if found else "not run"
         rows.append(f"| {label} | {text} | {last} | {spread(values) if found else '-'} | {_met(flags)} |")
     rows += ["", "| # | figure | value (last run) | spread | target | met | detail |", "|---|---|---|---|---|---|---|"]
