@@ -285,8 +285,7 @@ class Dispatcher:
                 results[k] = JobResult(0, job, error=error, member=k,
                                        exit_code=error.exit_code if isinstance(error, JobFailed) else None)
             return results
-        shared = [prefix + STATUS_FILE, *([job.manifest] if job.manifest and staging_bucket(svc) == out.bucket
-                                          else [])]
+        shared = self._job_keys(job, svc, out, prefix)
         for k, dest in dests.items():
             mine = status.members.get(k)
             try:
@@ -400,30 +399,22 @@ class Dispatcher:
 
     def collect(self, job: Job, dest: Path, *, overwrite: bool = False) -> JobResult:
         """Download a finished job's outputs into ``dest`` (verified), or raise :class:`JobFailed`."""
-        if job.error is not None:  # the poller gave up on it (refused credentials, a deleted service)
-            raise job.error
-        if job.state == JobState.FAILED:
-            raise self.failure(job, "the cluster reports it Failed")
-        if job.state == JobState.LOST:
-            raise self.failure(job, self._lost_reason(job))
+        self._check_succeeded(job)
         svc = self.client.get_service(job.service, refresh=False)
-        out = output_location(svc)
-        if out is None or not is_wrapped(svc.script):
-            if job.state != JobState.SUCCEEDED:
-                raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
+        if output_location(svc) is None or not is_wrapped(svc.script):
             return JobResult(0, job)
         svc, out, prefix, status = self._finished_status(job)
         if status.exit_code != 0:
             raise self.failure(job, self._exit_reason(svc, status), status.exit_code, status)
         result = self._download(job, out, prefix, status, dest, overwrite)
-        result.objects.insert(0, prefix + STATUS_FILE)
-        if job.manifest and staging_bucket(svc) == out.bucket:
-            result.objects.append(job.manifest)
+        status_key, *manifest = self._job_keys(job, svc, out, prefix)
+        result.objects = [status_key, *result.objects, *manifest]
         return result
 
-    def _finished_status(self, job: Job) -> tuple[Service, StorageIO, str, JobStatusFile]:
-        """A wrapped job's service, output path, key prefix and status file, once it succeeded."""
-        if job.error is not None:
+    def _check_succeeded(self, job: Job) -> None:
+        """Raise why ``job`` cannot be collected: the poller gave up on it, it failed or was lost, or it has
+        not finished."""
+        if job.error is not None:  # the poller gave up on it (refused credentials, a deleted service)
             raise job.error
         if job.state == JobState.FAILED:
             raise self.failure(job, "the cluster reports it Failed")
@@ -431,6 +422,17 @@ class Dispatcher:
             raise self.failure(job, self._lost_reason(job))
         if job.state != JobState.SUCCEEDED:
             raise OscarError(f"job {job.name} is {job.state.value}, not finished: wait for it first")
+
+    @staticmethod
+    def _job_keys(job: Job, svc: Service, out: StorageIO, prefix: str) -> list[str]:
+        """The keys a wrapped job leaves besides its outputs and log: its status file, then its manifest when
+        that went to the output bucket."""
+        return [prefix + STATUS_FILE, *([job.manifest] if job.manifest and staging_bucket(svc) == out.bucket
+                                        else [])]
+
+    def _finished_status(self, job: Job) -> tuple[Service, StorageIO, str, JobStatusFile]:
+        """A wrapped job's service, output path, key prefix and status file, once it succeeded."""
+        self._check_succeeded(job)
         svc = self.client.get_service(job.service, refresh=False)
         out = output_location(svc)
         if out is None:
